@@ -1,0 +1,400 @@
+"""The outbox as a POS sees it: list, confirm, backlog and cleanup.
+
+These are the functions behind OPS600MI LstCus and CnfCus, the CLI's ``outbox``
+commands and the console. A record is new until a listing returns it, listed
+until a confirmation covers it, then confirmed. Only listed records are ever
+confirmed, so a record created between a POS's LstCus and its CnfCus stays
+unconfirmed until a later listing returns it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from posoutbox import fields, layouts, shops
+from posoutbox.db import schema
+from posoutbox.db.sets import ShopSetCache
+from posoutbox.db.storage import Database, utcnow
+from posoutbox.errors import InvalidValue
+
+logger = logging.getLogger(__name__)
+
+NEW = "new"
+LISTED = "listed"
+CONFIRMED = "confirmed"
+STATES = (NEW, LISTED, CONFIRMED)
+
+#: Records a listing returns when the caller sets no maximum, as M3 does.
+DEFAULT_MAX_RECORDS = 100
+
+#: Records deleted per transaction by cleanup, so that listing and confirming
+#: never wait long behind it.
+CLEANUP_CHUNK = 20_000
+
+
+@dataclass(frozen=True)
+class OutboxRecord:
+    """A transfer record with its mailing list as WHLO values."""
+
+    trnr: int
+    sbs1: str
+    trtp: str
+    acct: str
+    cuno: str
+    data: str
+    shops: tuple[str, ...]
+    state: str
+    origin: str
+    created_at: datetime.datetime
+
+    @property
+    def rdda(self) -> str:
+        return layouts.split_data(self.data)[0]
+
+    @property
+    def rdd2(self) -> str:
+        return layouts.split_data(self.data)[1]
+
+    def as_fields(self) -> dict[str, object]:
+        """Return the record keyed by M3 field names, as ``outbox list`` prints it."""
+        rdda, rdd2 = layouts.split_data(self.data)
+        return {
+            "TRNR": str(self.trnr),
+            "TRTP": self.trtp,
+            "ACCT": self.acct,
+            "CUNO": self.cuno,
+            "SHOP": list(self.shops),
+            "RDDA": rdda,
+            "RDD2": rdd2,
+        }
+
+    def decoded(self) -> dict[str, fields.Value]:
+        return layouts.decode(self.trtp, self.data)
+
+
+def _validate_max(maxrecs: int | None) -> int | None:
+    """Return the row limit for a maximum where 0 or None means no limit."""
+    if maxrecs is None or maxrecs == 0:
+        return None
+    if maxrecs < 0:
+        raise InvalidValue("maxrecs", maxrecs, "0 (no limit) or a positive number")
+    return maxrecs
+
+
+def list_records(
+    db: Database, sbs1: str, maxrecs: int | None = DEFAULT_MAX_RECORDS
+) -> list[OutboxRecord]:
+    """List a subscriber's oldest unconfirmed records and mark the new ones listed.
+
+    Records come in TRNR order, listed ones again until they are confirmed, so
+    paging is list, confirm, list again. ``maxrecs`` 0 or None means no limit.
+    """
+    sbs1 = str(fields.validate_key("SBS1", sbs1))
+    limit = _validate_max(maxrecs)
+    records = schema.records
+    with db.transaction() as conn:
+        shops.require_subscriber(conn, sbs1)
+        query = (
+            sa.select(records)
+            .where(records.c.sbs1 == sbs1, records.c.state != CONFIRMED)
+            .order_by(records.c.trnr)
+            .with_for_update()
+        )
+        if limit is not None:
+            query = query.limit(limit)
+        rows = conn.execute(query).all()
+        new = [row.trnr for row in rows if row.state == NEW]
+        if new:
+            conn.execute(
+                sa.update(records)
+                .where(records.c.trnr.in_(new), records.c.state == NEW)
+                .values(state=LISTED, listed_at=utcnow())
+            )
+        listed = _to_records(conn, sbs1, rows, state=LISTED)
+    if listed:
+        logger.debug(
+            "listed %d records",
+            len(listed),
+            extra={
+                "action": "outbox_list",
+                "sbs1": sbs1,
+                "first_trnr": listed[0].trnr,
+                "last_trnr": listed[-1].trnr,
+            },
+        )
+    return listed
+
+
+def browse_records(
+    db: Database,
+    sbs1: str,
+    *,
+    states: Iterable[str] = (NEW, LISTED),
+    after_trnr: int = 0,
+    limit: int = 100,
+    cuno: str | None = None,
+) -> list[OutboxRecord]:
+    """Read a subscriber's records without marking them, for operators."""
+    sbs1 = str(fields.validate_key("SBS1", sbs1))
+    records = schema.records
+    query = (
+        sa.select(records)
+        .where(
+            records.c.sbs1 == sbs1,
+            records.c.state.in_(list(states)),
+            records.c.trnr > after_trnr,
+        )
+        .order_by(records.c.trnr)
+        .limit(limit)
+    )
+    if cuno is not None:
+        query = query.where(records.c.cuno == cuno)
+    with db.reading() as conn:
+        shops.require_subscriber(conn, sbs1)
+        return _to_records(conn, sbs1, conn.execute(query).all())
+
+
+def _to_records(
+    conn: Connection, sbs1: str, rows: list[sa.Row[tuple[object, ...]]], state: str = ""
+) -> list[OutboxRecord]:
+    if not rows:
+        return []
+    members = ShopSetCache(conn, sbs1).members({row.set_id for row in rows})
+    shop_ids = {shop_id for shop_set in members.values() for shop_id in shop_set}
+    whlo_by_id = dict(
+        conn.execute(
+            sa.select(schema.shops.c.shop_id, schema.shops.c.whlo).where(
+                schema.shops.c.shop_id.in_(shop_ids)
+            )
+        ).all()
+    )
+    whlos = {
+        set_id: tuple(sorted(whlo_by_id[shop_id] for shop_id in shop_set))
+        for set_id, shop_set in members.items()
+    }
+    return [
+        OutboxRecord(
+            trnr=row.trnr,
+            sbs1=row.sbs1,
+            trtp=row.trtp,
+            acct=row.acct,
+            cuno=row.cuno,
+            data=row.data,
+            shops=whlos[row.set_id],
+            state=state or row.state,
+            origin=row.origin,
+            created_at=row.created_at,
+        )
+        for row in rows
+    ]
+
+
+def confirm_records(db: Database, sbs1: str, up_to: int | None = None) -> int:
+    """Confirm a subscriber's listed records, with ``up_to`` only those up to
+    that TRNR; return how many were confirmed.
+
+    New records are never confirmed, and confirming twice is harmless.
+    """
+    sbs1 = str(fields.validate_key("SBS1", sbs1))
+    if up_to is not None:
+        up_to = int(fields.validate_key("TRNR", up_to))
+    records = schema.records
+    conditions = [records.c.sbs1 == sbs1, records.c.state == LISTED]
+    if up_to is not None:
+        conditions.append(records.c.trnr <= up_to)
+    with db.transaction() as conn:
+        shops.require_subscriber(conn, sbs1)
+        confirmed = conn.execute(
+            sa.update(records)
+            .where(*conditions)
+            .values(state=CONFIRMED, confirmed_at=utcnow())
+        ).rowcount
+    if confirmed:
+        logger.info(
+            "confirmed %d records",
+            confirmed,
+            extra={"action": "outbox_confirm", "sbs1": sbs1, "up_to_trnr": up_to},
+        )
+    return int(confirmed)
+
+
+@dataclass
+class Backlog:
+    """Record counts of one shop of a subscriber, by state."""
+
+    sbs1: str
+    whlo: str
+    new: int = 0
+    listed: int = 0
+    confirmed: int = 0
+    oldest_unconfirmed: datetime.datetime | None = None
+
+    @property
+    def unconfirmed(self) -> int:
+        return self.new + self.listed
+
+    def age_seconds(self, now: datetime.datetime | None = None) -> int | None:
+        if self.oldest_unconfirmed is None:
+            return None
+        now = now or utcnow()
+        return max(0, int((now - self.oldest_unconfirmed).total_seconds()))
+
+
+def backlog(db: Database, sbs1: str | None = None) -> list[Backlog]:
+    """Count records per subscriber, shop and state, with the oldest unconfirmed.
+
+    Every current shop appears, also with nothing in the outbox.
+    """
+    records = schema.records
+    query = sa.select(
+        records.c.sbs1,
+        records.c.set_id,
+        records.c.state,
+        sa.func.count().label("count"),
+        sa.func.min(records.c.created_at).label("oldest"),
+    ).group_by(records.c.sbs1, records.c.set_id, records.c.state)
+    if sbs1 is not None:
+        sbs1 = str(fields.validate_key("SBS1", sbs1))
+        query = query.where(records.c.sbs1 == sbs1)
+
+    result: dict[tuple[str, str], Backlog] = {}
+    with db.reading() as conn:
+        if sbs1 is not None:
+            shops.require_subscriber(conn, sbs1)
+        whlo_by_id: dict[int, str] = {}
+        for row in conn.execute(sa.select(schema.shops)):
+            whlo_by_id[row.shop_id] = row.whlo
+            if row.deleted_at is None and sbs1 in (None, row.sbs1):
+                result[(row.sbs1, row.whlo)] = Backlog(row.sbs1, row.whlo)
+        rows = conn.execute(query).all()
+        members_by_subscriber: dict[str, dict[int, frozenset[int]]] = {}
+        for subscriber in {row.sbs1 for row in rows}:
+            members_by_subscriber[subscriber] = ShopSetCache(conn, subscriber).members(
+                {row.set_id for row in rows if row.sbs1 == subscriber}
+            )
+    for row in rows:
+        for shop_id in members_by_subscriber[row.sbs1][row.set_id]:
+            key = (row.sbs1, whlo_by_id.get(shop_id, "?"))
+            entry = result.setdefault(key, Backlog(*key))
+            setattr(entry, row.state, getattr(entry, row.state) + row.count)
+            if row.state != CONFIRMED and (
+                entry.oldest_unconfirmed is None
+                or row.oldest < entry.oldest_unconfirmed
+            ):
+                entry.oldest_unconfirmed = row.oldest
+    return [result[key] for key in sorted(result)]
+
+
+@dataclass
+class CleanupResult:
+    """Records removed (or, in a preview, to be removed) per subscriber."""
+
+    removed: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    shop_sets_removed: int = 0
+    preview: bool = False
+
+    @property
+    def total(self) -> int:
+        return sum(self.removed.values())
+
+
+def cleanup(
+    db: Database,
+    *,
+    sbs1: str | None = None,
+    before: datetime.date | None = None,
+    preview: bool = False,
+) -> CleanupResult:
+    """Remove confirmed records, optionally only those confirmed before a date.
+
+    An unconfirmed record is never removed, however old. Records go in chunks,
+    each its own transaction, so listing and confirming go on meanwhile. Mailing
+    lists that no record or holding uses any more are removed with them.
+    """
+    records = schema.records
+    conditions = [records.c.state == CONFIRMED]
+    if sbs1 is not None:
+        sbs1 = str(fields.validate_key("SBS1", sbs1))
+        conditions.append(records.c.sbs1 == sbs1)
+    if before is not None:
+        conditions.append(
+            records.c.confirmed_at < datetime.datetime.combine(before, datetime.time())
+        )
+    result = CleanupResult(preview=preview)
+
+    with db.reading() as conn:
+        if sbs1 is not None:
+            shops.require_subscriber(conn, sbs1)
+        counts = conn.execute(
+            sa.select(records.c.sbs1, sa.func.count())
+            .where(*conditions)
+            .group_by(records.c.sbs1)
+        ).all()
+    if preview:
+        result.removed.update({row[0]: row[1] for row in counts})
+        return result
+
+    while True:
+        with db.transaction() as conn:
+            chunk = (
+                sa.select(records.c.trnr).where(*conditions).limit(CLEANUP_CHUNK)
+            ).scalar_subquery()
+            deleted = (
+                conn.execute(
+                    sa.delete(records)
+                    .where(records.c.trnr.in_(chunk))
+                    .returning(records.c.sbs1)
+                )
+                .scalars()
+                .all()
+            )
+        for subscriber in deleted:
+            result.removed[subscriber] += 1
+        if len(deleted) < CLEANUP_CHUNK:
+            break
+
+    for subscriber in sorted(result.removed):
+        result.shop_sets_removed += _remove_unused_shop_sets(db, subscriber)
+    logger.info(
+        "cleanup removed %d records",
+        result.total,
+        extra={"action": "cleanup", "sbs1": sbs1, "before": str(before or "")},
+    )
+    return result
+
+
+def _remove_unused_shop_sets(db: Database, sbs1: str) -> int:
+    # Shop sets are only looked up and referenced under the subscriber lock, so
+    # holding it here means no transaction is about to reference an old set.
+    sets = schema.shop_sets
+    with db.transaction() as conn:
+        db.lock_subscribers(conn, [sbs1])
+        unused = (
+            sa.select(sets.c.set_id)
+            .where(
+                sets.c.sbs1 == sbs1,
+                sets.c.set_id.not_in(sa.select(schema.records.c.set_id)),
+                sets.c.set_id.not_in(sa.select(schema.holdings.c.set_id)),
+            )
+            .scalar_subquery()
+        )
+        set_ids = (
+            conn.execute(sa.select(sets.c.set_id).where(sets.c.set_id.in_(unused)))
+            .scalars()
+            .all()
+        )
+        if set_ids:
+            conn.execute(
+                sa.delete(schema.shop_set_members).where(
+                    schema.shop_set_members.c.set_id.in_(set_ids)
+                )
+            )
+            conn.execute(sa.delete(sets).where(sets.c.set_id.in_(set_ids)))
+    return len(set_ids)

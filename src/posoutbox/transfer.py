@@ -1,0 +1,873 @@
+"""Exports, net transfers and the delete function: turning changes into records.
+
+A run works through customers in batches. Each batch is one transaction that
+holds the subscriber lock, reads the change rows, the master data, the holdings
+and the new records of its customers, plans and coalesces their records, writes
+them, updates the holdings and deletes exactly the change rows it processed.
+A crash therefore loses at most the batch in flight, whose change rows are
+still there for the next run.
+
+Settings changes (SHOP change rows) make a full run sweep every customer for the
+shops concerned: a new shop gets its initial load, a shop whose segments changed
+gets its deletes and loads, a shop switched back on is brought from its copy to
+its target. A sweep only sends what a shop lacks, so an interrupted sweep is
+simply repeated by the next run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from posoutbox import fields, shops
+from posoutbox.changelog import SHOP_SETTINGS
+from posoutbox.db import schema
+from posoutbox.db.sets import ShopSetCache
+from posoutbox.db.storage import (
+    Database,
+    allocate_trnrs,
+    process_identity,
+    upsert,
+    utcnow,
+)
+from posoutbox.errors import InvalidValue, NotFound
+from posoutbox.fields import Value
+from posoutbox.planning import (
+    CUSTOMER_KEY,
+    DELETE,
+    CustomerState,
+    NewRecord,
+    Plan,
+    PlannedRecord,
+    RecordKey,
+    coalesce,
+    plan_customer,
+)
+
+logger = logging.getLogger(__name__)
+
+UPDATE_FUNCTION = "update"
+DELETE_FUNCTION = "delete"
+EXPORT_FUNCTION = "export"
+FUNCTIONS = (UPDATE_FUNCTION, DELETE_FUNCTION)
+
+ORIGIN_EXPORT = "export"
+ORIGIN_NET = "net"
+ORIGIN_DELETE = "delete"
+
+DEFAULT_BATCH_SIZE = 500
+
+#: Progress callback: customers done so far, customers expected in all.
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class TransferResult:
+    """What a run created: records per (SBS1, TRTP, ACCT), and customers done."""
+
+    function: str
+    run_ids: list[int] = field(default_factory=list)
+    counts: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    customers: int = 0
+    loaded: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def records(self) -> int:
+        return sum(self.counts.values())
+
+    def merge(self, other: TransferResult) -> None:
+        self.run_ids.extend(other.run_ids)
+        self.counts.update(other.counts)
+        self.customers += other.customers
+        self.loaded.update(other.loaded)
+
+    def summary_rows(self) -> list[dict[str, object]]:
+        return [
+            {"SBS1": sbs1, "TRTP": trtp, "ACCT": acct, "records": count}
+            for (sbs1, trtp, acct), count in sorted(self.counts.items())
+        ]
+
+
+@dataclass
+class _ChangeRow:
+    change_id: int
+    shop_id: int | None
+    key: RecordKey
+
+
+@dataclass
+class _Batch:
+    """Everything one batch needs to know about its customers."""
+
+    states: dict[str, CustomerState]
+    changes: dict[str, list[_ChangeRow]]
+    holders: dict[str, frozenset[int]]
+    new_records: dict[str, list[NewRecord]]
+
+
+def export_customer(db: Database, cuno: str, *, user: str = "") -> TransferResult:
+    """Bring every enabled shop of every subscriber to a customer's current state.
+
+    Shops that qualify get the full state whether or not anything changed, and
+    shops that hold the customer but no longer qualify get an OCUSMA *DEL. The
+    customer's recorded changes are consumed, since its records reflect them.
+    """
+    cuno = str(fields.validate_key("CUNO", cuno))
+    result = TransferResult(EXPORT_FUNCTION)
+    with db.transaction() as conn:
+        if (
+            conn.execute(
+                sa.select(schema.customers.c.cuno).where(
+                    schema.customers.c.cuno == cuno
+                )
+            ).first()
+            is None
+        ):
+            raise NotFound("customer", "CUNO", cuno)
+        subscribers = (
+            conn.execute(
+                sa.select(schema.subscribers.c.sbs1).order_by(schema.subscribers.c.sbs1)
+            )
+            .scalars()
+            .all()
+        )
+        db.lock_subscribers(conn, subscribers)
+        for sbs1 in subscribers:
+            _process_batch(
+                conn,
+                sbs1,
+                [cuno],
+                function=EXPORT_FUNCTION,
+                origin=ORIGIN_EXPORT,
+                run_id=None,
+                sweep=frozenset(),
+                result=result,
+            )
+    result.customers = 1
+    logger.info(
+        "customer exported",
+        extra={
+            "action": "export",
+            "cuno": cuno,
+            "records": result.records,
+            "user": user,
+        },
+    )
+    return result
+
+
+def net_transfer(
+    db: Database,
+    *,
+    sbs1: str | None = None,
+    function: str = UPDATE_FUNCTION,
+    force: bool = False,
+    from_cuno: str | None = None,
+    to_cuno: str | None = None,
+    user: str = "",
+    wait: bool = True,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: Progress | None = None,
+) -> TransferResult:
+    """Run the update or delete function for one subscriber or all of them.
+
+    The update function processes every change recorded since the subscriber's
+    last run, and sweeps for shops whose settings changed. A run limited to a
+    customer range (inclusive, compared as strings) consumes only the customer
+    changes in the range and leaves settings changes for the next full run.
+    The delete function produces only *DEL records; with ``force`` it sends an
+    OCUSMA *DEL for every customer in the range to every enabled shop, held or
+    not, and records a change for each so the next update run reloads them.
+
+    Two runs of the same subscriber never overlap: with ``wait`` the second
+    waits for the first, otherwise it raises Busy.
+    """
+    if function not in FUNCTIONS:
+        raise InvalidValue("function", function, "update or delete")
+    if force and function != DELETE_FUNCTION:
+        raise InvalidValue("force", force, "force only with the delete function")
+    if from_cuno is not None:
+        from_cuno = str(fields.validate_key("CUNO", from_cuno))
+    if to_cuno is not None:
+        to_cuno = str(fields.validate_key("CUNO", to_cuno))
+    if from_cuno is not None and to_cuno is not None and from_cuno > to_cuno:
+        raise InvalidValue("to", to_cuno, f"a customer number from {from_cuno} on")
+
+    with db.reading() as conn:
+        if sbs1 is None:
+            subscribers = list(
+                conn.execute(
+                    sa.select(schema.subscribers.c.sbs1).order_by(
+                        schema.subscribers.c.sbs1
+                    )
+                ).scalars()
+            )
+        else:
+            sbs1 = str(fields.validate_key("SBS1", sbs1))
+            shops.require_subscriber(conn, sbs1)
+            subscribers = [sbs1]
+
+    result = TransferResult(function)
+    for subscriber in subscribers:
+        run = _Run(
+            db,
+            subscriber,
+            function=function,
+            force=force,
+            from_cuno=from_cuno,
+            to_cuno=to_cuno,
+            user=user,
+            batch_size=batch_size,
+            progress=progress,
+        )
+        result.merge(run.execute(wait=wait))
+    return result
+
+
+class _Run:
+    """One run of the update or delete function for one subscriber."""
+
+    def __init__(
+        self,
+        db: Database,
+        sbs1: str,
+        *,
+        function: str,
+        force: bool,
+        from_cuno: str | None,
+        to_cuno: str | None,
+        user: str,
+        batch_size: int,
+        progress: Progress | None,
+    ) -> None:
+        self.db = db
+        self.sbs1 = sbs1
+        self.function = function
+        self.force = force
+        self.from_cuno = from_cuno
+        self.to_cuno = to_cuno
+        self.ranged = from_cuno is not None or to_cuno is not None
+        self.user = user
+        self.batch_size = batch_size
+        self.progress = progress
+        self.result = TransferResult(function)
+        self.run_id = 0
+
+    def execute(self, *, wait: bool) -> TransferResult:
+        with self.db.run_lock(f"net transfer of subscriber {self.sbs1}", wait=wait):
+            self.run_id = self._start()
+            self.result.run_ids.append(self.run_id)
+            try:
+                self._work()
+            except BaseException as error:
+                self._finish(
+                    "failed" if isinstance(error, Exception) else "interrupted",
+                    error=repr(error),
+                )
+                raise
+            self._finish("finished")
+        return self.result
+
+    def _start(self) -> int:
+        pid, host = process_identity()
+        now = utcnow()
+        with self.db.transaction() as conn:
+            # This process holds the run lock, so a run of this subscriber still
+            # marked running was cut off by a crash.
+            conn.execute(
+                sa.update(schema.runs)
+                .where(
+                    schema.runs.c.sbs1 == self.sbs1, schema.runs.c.state == "running"
+                )
+                .values(state="interrupted", finished_at=now)
+            )
+            run_id = conn.execute(
+                sa.insert(schema.runs)
+                .values(
+                    sbs1=self.sbs1,
+                    function=self.function,
+                    force=self.force,
+                    from_cuno=self.from_cuno or "",
+                    to_cuno=self.to_cuno or "",
+                    state="running",
+                    started_at=now,
+                    heartbeat_at=now,
+                    pid=pid,
+                    host=host,
+                    started_by=self.user,
+                )
+                .returning(schema.runs.c.run_id)
+            ).scalar_one()
+        logger.info(
+            "net transfer started",
+            extra={
+                "action": "net_transfer_start",
+                "run_id": run_id,
+                "sbs1": self.sbs1,
+                "function": self.function,
+                "force": self.force,
+            },
+        )
+        return int(run_id)
+
+    def _finish(self, state: str, *, error: str = "") -> None:
+        summary = json.dumps(
+            {
+                "customers": self.result.customers,
+                "records": [
+                    [trtp, acct, count]
+                    for (_, trtp, acct), count in sorted(self.result.counts.items())
+                ],
+                "loaded": dict(self.result.loaded),
+            }
+        )
+        try:
+            with self.db.transaction() as conn:
+                conn.execute(
+                    sa.update(schema.runs)
+                    .where(schema.runs.c.run_id == self.run_id)
+                    .values(
+                        state=state,
+                        finished_at=utcnow(),
+                        summary=summary,
+                        error=error,
+                        customers_done=self.result.customers,
+                    )
+                )
+        except Exception:
+            logger.exception(
+                "could not record the end of run %s",
+                self.run_id,
+                extra={"action": "net_transfer_end", "run_id": self.run_id},
+            )
+            if state == "finished":
+                raise
+        log = logger.info if state == "finished" else logger.warning
+        log(
+            "net transfer %s",
+            state,
+            extra={
+                "action": "net_transfer_end",
+                "run_id": self.run_id,
+                "sbs1": self.sbs1,
+                "state": state,
+                "customers": self.result.customers,
+                "records": self.result.records,
+            },
+        )
+
+    def _work(self) -> None:
+        setting_change_ids: list[int] = []
+        sweep: frozenset[int] = frozenset()
+        if self.function == UPDATE_FUNCTION and not self.ranged:
+            with self.db.reading() as conn:
+                rows = conn.execute(
+                    sa.select(
+                        schema.changes.c.change_id, schema.changes.c.shop_id
+                    ).where(
+                        schema.changes.c.sbs1 == self.sbs1,
+                        schema.changes.c.kind == SHOP_SETTINGS,
+                    )
+                ).all()
+            setting_change_ids = [row.change_id for row in rows]
+            sweep = frozenset(row.shop_id for row in rows if row.shop_id is not None)
+
+        with self.db.reading() as conn:
+            total = self._count(conn, sweeping=bool(sweep))
+            qualifier, _ = shops.load_qualifier(conn, self.sbs1)
+        sweeping = bool(sweep & qualifier.enabled)
+        if self.progress:
+            self.progress(0, total)
+
+        after: str | None = None
+        while True:
+            started = time.monotonic()
+            with self.db.transaction() as conn:
+                self.db.lock_subscribers(conn, [self.sbs1])
+                cunos = self._next_customers(conn, after, sweeping=sweeping)
+                if not cunos:
+                    break
+                _process_batch(
+                    conn,
+                    self.sbs1,
+                    cunos,
+                    function=self.function,
+                    force=self.force,
+                    origin=ORIGIN_DELETE
+                    if self.function == DELETE_FUNCTION
+                    else ORIGIN_NET,
+                    run_id=self.run_id,
+                    sweep=sweep,
+                    result=self.result,
+                )
+                self.result.customers += len(cunos)
+                conn.execute(
+                    sa.update(schema.runs)
+                    .where(schema.runs.c.run_id == self.run_id)
+                    .values(
+                        heartbeat_at=utcnow(),
+                        customers_done=self.result.customers,
+                        customers_total=max(total, self.result.customers),
+                    )
+                )
+            after = cunos[-1]
+            logger.debug(
+                "batch of %d customers done in %.3f s",
+                len(cunos),
+                time.monotonic() - started,
+                extra={
+                    "action": "net_transfer_batch",
+                    "run_id": self.run_id,
+                    "last_cuno": after,
+                },
+            )
+            if self.progress:
+                self.progress(self.result.customers, max(total, self.result.customers))
+
+        if setting_change_ids:
+            with self.db.transaction() as conn:
+                conn.execute(
+                    sa.delete(schema.changes).where(
+                        schema.changes.c.change_id.in_(setting_change_ids)
+                    )
+                )
+
+    def _range(
+        self, column: sa.ColumnElement[str], after: str | None
+    ) -> list[sa.ColumnElement[bool]]:
+        conditions = []
+        if after is not None:
+            conditions.append(column > after)
+        elif self.from_cuno is not None:
+            conditions.append(column >= self.from_cuno)
+        if self.to_cuno is not None:
+            conditions.append(column <= self.to_cuno)
+        return conditions
+
+    def _count(self, conn: Connection, *, sweeping: bool) -> int:
+        if sweeping or self.force:
+            table = schema.customers
+            query = (
+                sa.select(sa.func.count())
+                .select_from(table)
+                .where(*self._range(table.c.cuno, None))
+            )
+        elif self.function == DELETE_FUNCTION:
+            table = schema.holdings
+            query = (
+                sa.select(sa.func.count())
+                .select_from(table)
+                .where(table.c.sbs1 == self.sbs1, *self._range(table.c.cuno, None))
+            )
+        else:
+            changes = schema.changes
+            query = sa.select(sa.func.count(sa.distinct(changes.c.cuno))).where(
+                changes.c.sbs1 == self.sbs1,
+                changes.c.kind != SHOP_SETTINGS,
+                *self._range(changes.c.cuno, None),
+            )
+        return int(conn.execute(query).scalar_one())
+
+    def _next_customers(
+        self, conn: Connection, after: str | None, *, sweeping: bool
+    ) -> list[str]:
+        """Return the next batch of customer numbers after ``after``, in order."""
+        changes = schema.changes
+        changed = sa.select(changes.c.cuno).where(
+            changes.c.sbs1 == self.sbs1,
+            changes.c.kind != SHOP_SETTINGS,
+            *self._range(changes.c.cuno, after),
+        )
+        if sweeping or self.force:
+            base = sa.select(schema.customers.c.cuno).where(
+                *self._range(schema.customers.c.cuno, after)
+            )
+        elif self.function == DELETE_FUNCTION:
+            base = sa.select(schema.holdings.c.cuno).where(
+                schema.holdings.c.sbs1 == self.sbs1,
+                *self._range(schema.holdings.c.cuno, after),
+            )
+        else:
+            base = None
+
+        if base is None:
+            query = changed.distinct().order_by(changes.c.cuno).limit(self.batch_size)
+            return list(conn.execute(query).scalars())
+
+        # Customers of the base set plus those with change rows only (deleted
+        # from the master, for instance) up to the last customer of the batch.
+        base_cunos = list(
+            conn.execute(
+                base.order_by(base.selected_columns[0]).limit(self.batch_size)
+            ).scalars()
+        )
+        if len(base_cunos) == self.batch_size:
+            changed = changed.where(changes.c.cuno <= base_cunos[-1])
+        extra = set(conn.execute(changed.distinct()).scalars())
+        return sorted(set(base_cunos) | extra)
+
+
+def _process_batch(
+    conn: Connection,
+    sbs1: str,
+    cunos: Sequence[str],
+    *,
+    function: str,
+    origin: str,
+    run_id: int | None,
+    sweep: frozenset[int],
+    result: TransferResult,
+    force: bool = False,
+) -> None:
+    """Plan, coalesce and write the records of one subscriber for a batch."""
+    qualifier, shop_list = shops.load_qualifier(conn, sbs1)
+    current_shops = frozenset(shop.shop_id for shop in shop_list)
+    enabled = qualifier.enabled
+    whlo_by_id = {shop.shop_id: shop.whlo for shop in shop_list}
+    sets = ShopSetCache(conn, sbs1)
+    batch = _load_batch(conn, sets, sbs1, cunos)
+
+    consumed: list[int] = []
+    kept_back: list[dict[str, Any]] = []
+    new_changes: list[dict[str, Any]] = []
+    holdings_rows: list[dict[str, Any]] = []
+    emptied_holdings: list[str] = []
+    changed_records: dict[int, NewRecord] = {}
+    dropped_records: set[int] = set()
+    appended: list[PlannedRecord] = []
+    now = utcnow()
+
+    for cuno in cunos:
+        state = batch.states.get(cuno) or CustomerState(cuno)
+        rows = batch.changes.get(cuno, [])
+        holders = batch.holders.get(cuno, frozenset())
+        current_holders = holders & current_shops
+        qualifying = qualifier.qualifying_shops(state.customer)
+
+        everywhere = frozenset(row.key for row in rows if row.shop_id is None)
+        per_shop: dict[int, set[RecordKey]] = {}
+        for row in rows:
+            if row.shop_id is not None and row.shop_id in enabled:
+                per_shop.setdefault(row.shop_id, set()).add(row.key)
+
+        if function == DELETE_FUNCTION:
+            plan, used = _plan_delete(
+                state, enabled, current_holders, qualifying, rows, force=force
+            )
+            if force and state.customer is not None:
+                new_changes.append(_change_row(sbs1, cuno, CUSTOMER_KEY, now))
+        else:
+            if function == EXPORT_FUNCTION:
+                everywhere = everywhere | frozenset(state.current_records())
+            evaluated = (sweep & enabled) | frozenset(per_shop)
+            if everywhere:
+                evaluated |= enabled
+            plan = plan_customer(
+                state,
+                evaluated=evaluated,
+                holders=current_holders,
+                qualifying=qualifying,
+                changed_everywhere=everywhere,
+                changed_per_shop={
+                    shop: frozenset(keys) for shop, keys in per_shop.items()
+                },
+            )
+            used = [
+                row
+                for row in rows
+                if row.shop_id is None
+                or row.shop_id in enabled
+                or row.shop_id not in current_shops
+            ]
+            # A switched-off shop that holds the customer keeps the change for
+            # when it is switched on again.
+            global_keys = {row.key for row in rows if row.shop_id is None}
+            for shop_id in current_holders - enabled:
+                kept_back.extend(
+                    _change_row(sbs1, cuno, key, now, shop_id=shop_id)
+                    for key in global_keys
+                )
+
+        consumed.extend(row.change_id for row in used)
+        for shop_id in plan.loaded_at:
+            result.loaded[whlo_by_id.get(shop_id, str(shop_id))] += 1
+
+        outcome = coalesce(batch.new_records.get(cuno, []), plan.records)
+        changed_records.update(outcome.changed)
+        dropped_records |= outcome.dropped
+        for trnr in outcome.dropped:
+            changed_records.pop(trnr, None)
+        appended.extend(outcome.appended)
+
+        if plan.holders_after != holders:
+            if plan.holders_after:
+                holdings_rows.append(
+                    {
+                        "sbs1": sbs1,
+                        "cuno": cuno,
+                        "set_id": sets.intern(plan.holders_after),
+                    }
+                )
+            else:
+                emptied_holdings.append(cuno)
+
+    _write_batch(
+        conn,
+        sbs1,
+        sets,
+        origin=origin,
+        run_id=run_id,
+        now=now,
+        changed_records=changed_records,
+        dropped_records=dropped_records,
+        appended=appended,
+        holdings_rows=holdings_rows,
+        emptied_holdings=emptied_holdings,
+        consumed=consumed,
+        new_changes=kept_back + new_changes,
+    )
+    for record in appended:
+        result.counts[(sbs1, record.trtp, record.acct)] += 1
+
+
+def _plan_delete(
+    state: CustomerState,
+    enabled: frozenset[int],
+    holders: frozenset[int],
+    qualifying: frozenset[int],
+    rows: list[_ChangeRow],
+    *,
+    force: bool,
+) -> tuple[Plan, list[_ChangeRow]]:
+    """Plan the delete function: *DEL records only.
+
+    Without force, holders that no longer qualify get an OCUSMA *DEL, and
+    removed children get their *DEL; only the change rows of removed children
+    are consumed, the others stay for the update function. With force every
+    enabled shop gets an OCUSMA *DEL, held or not.
+    """
+    if force:
+        plan = plan_customer(
+            state, evaluated=enabled, holders=enabled | holders, qualifying=frozenset()
+        )
+        return plan, []
+
+    current = state.current_records()
+    gone = [
+        row
+        for row in rows
+        if row.key != CUSTOMER_KEY
+        and row.key not in current
+        and (row.shop_id is None or row.shop_id in enabled)
+    ]
+    everywhere = frozenset(row.key for row in gone if row.shop_id is None)
+    per_shop: dict[int, set[RecordKey]] = {}
+    for row in gone:
+        if row.shop_id is not None:
+            per_shop.setdefault(row.shop_id, set()).add(row.key)
+    plan = plan_customer(
+        state,
+        evaluated=enabled,
+        holders=holders,
+        qualifying=qualifying,
+        changed_everywhere=everywhere,
+        changed_per_shop={shop: frozenset(keys) for shop, keys in per_shop.items()},
+    )
+    deletes = [record for record in plan.records if record.acct == DELETE]
+    kept = plan.holders_after - plan.loaded_at
+    if not deletes and kept == holders:
+        return Plan([], holders, frozenset(), frozenset()), []
+    # A holder that is not currently held by this plan keeps being held only
+    # if it did before: the delete function never loads a shop.
+    return Plan(deletes, kept, plan.deleted_at, frozenset()), gone
+
+
+def _change_row(
+    sbs1: str, cuno: str, key: RecordKey, now: Any, *, shop_id: int | None = None
+) -> dict[str, Any]:
+    return {
+        "sbs1": sbs1,
+        "shop_id": shop_id,
+        "kind": key[0],
+        "cuno": cuno,
+        "record_key": key[1],
+        "changed_at": now,
+        "changed_by": "",
+    }
+
+
+def _load_batch(
+    conn: Connection, sets: ShopSetCache, sbs1: str, cunos: Sequence[str]
+) -> _Batch:
+    states = load_states(conn, cunos)
+
+    changes: dict[str, list[_ChangeRow]] = {}
+    table = schema.changes
+    for row in conn.execute(
+        sa.select(
+            table.c.change_id,
+            table.c.shop_id,
+            table.c.kind,
+            table.c.cuno,
+            table.c.record_key,
+        )
+        .where(
+            table.c.sbs1 == sbs1, table.c.kind != SHOP_SETTINGS, table.c.cuno.in_(cunos)
+        )
+        .order_by(table.c.change_id)
+    ):
+        changes.setdefault(row.cuno, []).append(
+            _ChangeRow(row.change_id, row.shop_id, (row.kind, row.record_key))
+        )
+
+    holding_sets = dict(
+        conn.execute(
+            sa.select(schema.holdings.c.cuno, schema.holdings.c.set_id).where(
+                schema.holdings.c.sbs1 == sbs1, schema.holdings.c.cuno.in_(cunos)
+            )
+        ).all()
+    )
+
+    # Locked, so that a concurrent LstCus cannot list a record while it is being
+    # coalesced; a record listed first is no longer new and is left alone.
+    records = schema.records
+    new_rows = conn.execute(
+        sa.select(
+            records.c.trnr,
+            records.c.cuno,
+            records.c.trtp,
+            records.c.acct,
+            records.c.record_key,
+            records.c.data,
+            records.c.set_id,
+        )
+        .where(
+            records.c.sbs1 == sbs1, records.c.state == "new", records.c.cuno.in_(cunos)
+        )
+        .order_by(records.c.trnr)
+        .with_for_update()
+    ).all()
+
+    members = sets.members(
+        set(holding_sets.values()) | {row.set_id for row in new_rows}
+    )
+    new_records: dict[str, list[NewRecord]] = {}
+    for row in new_rows:
+        new_records.setdefault(row.cuno, []).append(
+            NewRecord(
+                row.trnr,
+                row.trtp,
+                row.acct,
+                row.record_key,
+                row.data,
+                members[row.set_id],
+            )
+        )
+    holders = {cuno: members[set_id] for cuno, set_id in holding_sets.items()}
+    return _Batch(states, changes, holders, new_records)
+
+
+def load_states(conn: Connection, cunos: Sequence[str]) -> dict[str, CustomerState]:
+    """Read the master data of customers, with their addresses, cards and messages."""
+    states: dict[str, CustomerState] = {}
+    for row in conn.execute(
+        sa.select(schema.customers).where(schema.customers.c.cuno.in_(cunos))
+    ):
+        mapping = row._mapping
+        states[row.cuno] = CustomerState(
+            row.cuno, {name: mapping[name.lower()] for name in fields.CUSTOMER_FIELDS}
+        )
+    children: list[tuple[sa.Table, tuple[str, ...], str]] = [
+        (schema.addresses, fields.ADDRESS_FIELDS, "addresses"),
+        (schema.cards, fields.CARD_FIELDS, "cards"),
+        (schema.messages, fields.MESSAGE_FIELDS, "messages"),
+    ]
+    for table, names, attribute in children:
+        for row in conn.execute(sa.select(table).where(table.c.cuno.in_(cunos))):
+            state = states.get(row.cuno)
+            if state is None:
+                continue
+            mapping = row._mapping
+            values: dict[str, Value] = {name: mapping[name.lower()] for name in names}
+            getattr(state, attribute).append(values)
+    return states
+
+
+def _write_batch(
+    conn: Connection,
+    sbs1: str,
+    sets: ShopSetCache,
+    *,
+    origin: str,
+    run_id: int | None,
+    now: Any,
+    changed_records: dict[int, NewRecord],
+    dropped_records: set[int],
+    appended: list[PlannedRecord],
+    holdings_rows: list[dict[str, Any]],
+    emptied_holdings: list[str],
+    consumed: list[int],
+    new_changes: list[dict[str, Any]],
+) -> None:
+    records = schema.records
+    if dropped_records:
+        conn.execute(sa.delete(records).where(records.c.trnr.in_(dropped_records)))
+    if changed_records:
+        conn.execute(
+            sa.update(records)
+            .where(records.c.trnr == sa.bindparam("old_trnr"))
+            .values(data=sa.bindparam("new_data"), set_id=sa.bindparam("new_set_id")),
+            [
+                {
+                    "old_trnr": trnr,
+                    "new_data": record.data,
+                    "new_set_id": sets.intern(record.shops),
+                }
+                for trnr, record in changed_records.items()
+            ],
+        )
+    if appended:
+        trnrs = allocate_trnrs(conn, len(appended))
+        conn.execute(
+            sa.insert(records),
+            [
+                {
+                    "trnr": trnr,
+                    "sbs1": sbs1,
+                    "trtp": record.trtp,
+                    "acct": record.acct,
+                    "cuno": record.cuno,
+                    "record_key": record.record_key,
+                    "data": record.data.rstrip(" "),
+                    "set_id": sets.intern(record.shops),
+                    "origin": origin,
+                    "state": "new",
+                    "run_id": run_id,
+                    "created_at": now,
+                }
+                for trnr, record in zip(trnrs, appended, strict=True)
+            ],
+        )
+    if holdings_rows:
+        upsert(conn, schema.holdings, holdings_rows, ["sbs1", "cuno"], ["set_id"])
+    if emptied_holdings:
+        conn.execute(
+            sa.delete(schema.holdings).where(
+                schema.holdings.c.sbs1 == sbs1,
+                schema.holdings.c.cuno.in_(emptied_holdings),
+            )
+        )
+    if consumed:
+        conn.execute(
+            sa.delete(schema.changes).where(schema.changes.c.change_id.in_(consumed))
+        )
+    if new_changes:
+        conn.execute(sa.insert(schema.changes), new_changes)
