@@ -707,8 +707,6 @@ def _change_row(
 def _load_batch(
     conn: Connection, sets: ShopSetCache, sbs1: str, cunos: Sequence[str]
 ) -> _Batch:
-    states = load_states(conn, cunos)
-
     changes: dict[str, list[_ChangeRow]] = {}
     table = schema.changes
     for row in conn.execute(
@@ -727,6 +725,12 @@ def _load_batch(
         changes.setdefault(row.cuno, []).append(
             _ChangeRow(row.change_id, row.shop_id, (row.kind, row.record_key))
         )
+
+    # The change rows are read before the master data: a change committed in
+    # between then leaves a row this batch does not consume, and the next run
+    # sends it. Read the other way round, the batch could consume a change
+    # whose data it never saw.
+    states = load_states(conn, cunos)
 
     holding_sets = dict(
         conn.execute(
