@@ -1,0 +1,5 @@
+"""Run the command line as ``python -m posoutbox``."""
+
+from posoutbox.cli import main
+
+main()
