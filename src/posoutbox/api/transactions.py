@@ -17,7 +17,7 @@ import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from posoutbox import customers, fields, outbox, transfer
+from posoutbox import customers, fields, metrics, outbox, transfer
 from posoutbox.db.storage import Database
 from posoutbox.errors import InvalidValue, NotFound, UnknownField
 from posoutbox.fields import Value
@@ -166,14 +166,16 @@ def _list_records(call: Call) -> list[dict[str, Value]]:
 
 def _confirm_records(call: Call) -> list[dict[str, Value]]:
     up_to = call.optional("TRNR")
-    outbox.confirm_records(
+    confirmed = outbox.confirm_records(
         call.db, call.text("SBS1"), up_to=None if up_to is None else int(up_to)
     )
+    metrics.count_records_confirmed(call.text("SBS1"), confirmed)
     return []
 
 
 def _export_customer(call: Call) -> list[dict[str, Value]]:
-    transfer.export_customer(call.db, call.text("CUNO"), user=call.user)
+    result = transfer.export_customer(call.db, call.text("CUNO"), user=call.user)
+    metrics.count_records_created(result.counts)
     return []
 
 
