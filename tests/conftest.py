@@ -28,8 +28,12 @@ def postgresql_base_url() -> str:
     if url:
         return url
     if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{POSTGRESQL_URL_VARIABLE} is not set, and PostgreSQL tests must run in CI")
-    pytest.skip(f"{POSTGRESQL_URL_VARIABLE} is not set: no PostgreSQL server to test against")
+        pytest.fail(
+            f"{POSTGRESQL_URL_VARIABLE} is not set, and PostgreSQL tests must run in CI"
+        )
+    pytest.skip(
+        f"{POSTGRESQL_URL_VARIABLE} is not set: no PostgreSQL server to test against"
+    )
 
 
 @pytest.fixture

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime
 import logging
+import os
+import zoneinfo
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +23,7 @@ from posoutbox.db import schema
 from posoutbox.db.storage import Database, utcnow
 from posoutbox.errors import (
     AlreadyExists,
+    InvalidValue,
     NotFound,
     PosOutboxError,
     RuleViolation,
@@ -48,8 +51,25 @@ DEFAULT_STATUS = "20"
 DEFAULT_PRIORITY = 5
 
 
+#: Environment variable naming the IANA time zone of LMDT dates (default UTC).
+TIMEZONE_VARIABLE = "POSOUTBOX_TIMEZONE"
+
+
 def change_date(now: datetime.datetime) -> int:
-    """Return LMDT for a change made at ``now`` (UTC), as YYYYMMDD."""
+    """Return LMDT for a change made at ``now`` (naive UTC), as YYYYMMDD.
+
+    The date is taken in the time zone named by POSOUTBOX_TIMEZONE, UTC when
+    it is unset.
+    """
+    name = os.environ.get(TIMEZONE_VARIABLE, "")
+    if name:
+        try:
+            zone = zoneinfo.ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise InvalidValue(
+                TIMEZONE_VARIABLE, name, "an IANA time zone such as Europe/Berlin"
+            ) from None
+        now = now.replace(tzinfo=datetime.UTC).astimezone(zone)
     return int(now.strftime("%Y%m%d"))
 
 
@@ -75,7 +95,7 @@ def collect_errors(
     for raw_name, raw_value in values.items():
         name = raw_name.strip().upper()
         if name not in allowed:
-            errors.append(UnknownField(name, allowed))
+            errors.append(UnknownField(name, tuple(allowed)))
             continue
         try:
             validated[name] = fields.validate(name, raw_value)
@@ -182,7 +202,11 @@ def add_customer(
     validated = validate_values(values, CUSTOMER_INPUT_FIELDS)
     now = utcnow()
     customer = {name: fields.default(name) for name in fields.CUSTOMER_FIELDS}
-    customer.update(STAT=DEFAULT_STATUS, **validated, CUNO=cuno, LMDT=change_date(now))
+    # A dict, not keyword arguments: validated may contain STAT, and a keyword
+    # argument given twice raises TypeError.
+    customer.update(
+        {"STAT": DEFAULT_STATUS, **validated, "CUNO": cuno, "LMDT": change_date(now)}
+    )
 
     with db.transaction() as conn:
         exists = conn.execute(
@@ -256,22 +280,55 @@ def delete_customer(db: Database, cuno: str, *, user: str = "") -> None:
     """Delete a customer with its addresses, cards and messages.
 
     Shops that hold it get an OCUSMA *DEL from the next run, which removes the
-    children at the POS too.
+    children at the POS too. The children's changes are recorded as well, so
+    that if the customer is added again before that run, the shops that hold it
+    get a *DEL for each child it no longer has.
     """
     cuno = str(fields.validate_key("CUNO", cuno))
     now = utcnow()
     with db.transaction() as conn:
         _get_customer(conn, cuno, for_update=True)
+        changes = [(CUSTOMER, cuno, ""), *_child_keys(conn, cuno)]
         for table in (schema.addresses, schema.cards, schema.messages):
             conn.execute(sa.delete(table).where(table.c.cuno == cuno))
         conn.execute(sa.delete(schema.customers).where(schema.customers.c.cuno == cuno))
-        changelog.record_master_changes(
-            db, conn, [(CUSTOMER, cuno, "")], user=user, now=now
-        )
+        changelog.record_master_changes(db, conn, changes, user=user, now=now)
     logger.info("customer deleted", extra={"action": "customer_delete", "cuno": cuno})
 
 
+def _child_keys(conn: Connection, cuno: str) -> list[tuple[str, str, str]]:
+    """Return the (record type, CUNO, key) of every child a POS holds."""
+    addresses = schema.addresses
+    keys = [
+        (ADDRESS, cuno, str(adid))
+        for adid in conn.execute(
+            sa.select(addresses.c.adid).where(
+                addresses.c.cuno == cuno, addresses.c.adrt == DELIVERY_ADDRESS_TYPE
+            )
+        ).scalars()
+    ]
+    keys.extend(
+        (CARD, cuno, str(ccnr))
+        for ccnr in conn.execute(
+            sa.select(schema.cards.c.ccnr).where(schema.cards.c.cuno == cuno)
+        ).scalars()
+    )
+    keys.extend(
+        (MESSAGE, cuno, str(msid))
+        for msid in conn.execute(
+            sa.select(schema.messages.c.msid).where(schema.messages.c.cuno == cuno)
+        ).scalars()
+    )
+    return keys
+
+
 # Import
+
+
+#: Key of an import row whose values could not be read, such as a CSV row with
+#: the wrong number of columns. Its value is the reason, and `import_customers`
+#: reports the row as a rejection on field "row".
+ROW_PROBLEM = "*ROW"
 
 
 @dataclass(frozen=True)
@@ -305,7 +362,8 @@ def import_customers(
 
     An existing CUNO is updated with the row's values, a change only where a
     value differs. An invalid row is reported with every field at fault and
-    skipped; valid rows are kept. Rows are written in batches, each batch one
+    skipped; valid rows are kept. A row holding the ROW_PROBLEM key is rejected
+    as a whole, with its reason. Rows are written in batches, each batch one
     transaction.
     """
     result = ImportResult()
@@ -333,6 +391,10 @@ def _check_import_row(
     seen: dict[str, int],
     result: ImportResult,
 ) -> tuple[int, str, dict[str, Value]] | None:
+    if ROW_PROBLEM in values:
+        result.rejected_rows += 1
+        result.rejections.append(Rejection(line, "row", "", str(values[ROW_PROBLEM])))
+        return None
     raw = dict(values)
     raw_cuno = raw.pop("CUNO", "")
     errors: list[PosOutboxError] = []
@@ -351,9 +413,11 @@ def _check_import_row(
         )
     if errors:
         result.rejected_rows += 1
-        for error in errors:
-            value = getattr(error, "value", raw.get(error.field, raw_cuno))
-            result.rejections.append(Rejection(line, error.field, value, error.message))
+        for problem in errors:
+            value = getattr(problem, "value", raw.get(problem.field, raw_cuno))
+            result.rejections.append(
+                Rejection(line, problem.field, value, problem.message)
+            )
         return None
     seen[cuno] = line
     return line, cuno, validated
@@ -385,7 +449,12 @@ def _import_batch(
                     name: fields.default(name) for name in fields.CUSTOMER_FIELDS
                 }
                 customer.update(
-                    STAT=DEFAULT_STATUS, **validated, CUNO=cuno, LMDT=change_date(now)
+                    {
+                        "STAT": DEFAULT_STATUS,
+                        **validated,
+                        "CUNO": cuno,
+                        "LMDT": change_date(now),
+                    }
                 )
                 new_rows.append(
                     {**_columns(customer), "changed_at": now, "changed_by": user}
@@ -415,7 +484,7 @@ def _import_batch(
         changelog.record_master_changes(
             db,
             conn,
-            [(CUSTOMER, row["cuno"], "") for row in new_rows]
+            [(CUSTOMER, str(row["cuno"]), "") for row in new_rows]
             + [(CUSTOMER, cuno, "") for cuno in changed_cunos],
             user=user,
             now=now,
@@ -485,8 +554,9 @@ def set_address(
             if must_exist:
                 raise
             address = {name: fields.default(name) for name in fields.ADDRESS_FIELDS}
+            # A dict, not keyword arguments: validated may contain ADRT.
             address.update(
-                ADRT=DELIVERY_ADDRESS_TYPE, **validated, CUNO=cuno, ADID=adid
+                {"ADRT": DELIVERY_ADDRESS_TYPE, **validated, "CUNO": cuno, "ADID": adid}
             )
             conn.execute(
                 sa.insert(table).values(

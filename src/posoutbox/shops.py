@@ -129,8 +129,29 @@ def delete_subscriber(db: Database, sbs1: str, *, user: str = "") -> None:
                 "let its POS confirm them first",
                 field="SBS1",
             )
-        for table in (schema.changes, schema.holdings):
+        # The subscriber's confirmed records, mailing lists and ended shop rows
+        # (deleted or moved away) go with it: the shop rows reference it, and
+        # the records and lists would name shops that no longer exist.
+        for table in (schema.changes, schema.holdings, schema.records):
             conn.execute(sa.delete(table).where(table.c.sbs1 == sbs1))
+        set_ids = sa.select(schema.shop_sets.c.set_id).where(
+            schema.shop_sets.c.sbs1 == sbs1
+        )
+        conn.execute(
+            sa.delete(schema.shop_set_members).where(
+                schema.shop_set_members.c.set_id.in_(set_ids)
+            )
+        )
+        conn.execute(sa.delete(schema.shop_sets).where(schema.shop_sets.c.sbs1 == sbs1))
+        ended_shops = sa.select(schema.shops.c.shop_id).where(
+            schema.shops.c.sbs1 == sbs1
+        )
+        conn.execute(
+            sa.delete(schema.shop_segments).where(
+                schema.shop_segments.c.shop_id.in_(ended_shops)
+            )
+        )
+        conn.execute(sa.delete(schema.shops).where(schema.shops.c.sbs1 == sbs1))
         conn.execute(
             sa.delete(schema.subscribers).where(schema.subscribers.c.sbs1 == sbs1)
         )
@@ -536,19 +557,24 @@ def list_segments(db: Database) -> list[Segment]:
 def get_segment(db: Database, seid: str) -> Segment:
     seid = str(fields.validate_key("SEID", seid))
     with db.reading() as conn:
-        found = [segment for segment in _segments(conn, seid) if segment.seid == seid]
-    if not found:
-        raise NotFound("segment", "SEID", seid)
-    return found[0]
+        return _get_segment(conn, seid)
+
+
+def _get_segment(conn: Connection, seid: str) -> Segment:
+    for segment in _segments(conn, seid):
+        if segment.seid == seid:
+            return segment
+    raise NotFound("segment", "SEID", seid)
 
 
 def _segments(conn: Connection, seid: str | None = None) -> list[Segment]:
     conditions = load_segments(conn, None if seid is None else [seid])
-    descriptions = dict(
-        conn.execute(
+    descriptions: dict[str, str] = {
+        row.seid: row.description
+        for row in conn.execute(
             sa.select(schema.segments.c.seid, schema.segments.c.description)
-        ).all()
-    )
+        )
+    }
     users: dict[str, list[str]] = {}
     rows = conn.execute(
         sa.select(schema.shop_segments.c.seid, schema.shops.c.whlo)
@@ -628,10 +654,7 @@ def change_segment(
     parsed = None if conditions is None else rules.parse_conditions(conditions)
     now = utcnow()
     with db.transaction() as conn:
-        current = [segment for segment in _segments(conn, seid) if segment.seid == seid]
-        if not current:
-            raise NotFound("segment", "SEID", seid)
-        segment = current[0]
+        segment = _get_segment(conn, seid)
         if new_description is not None and new_description != segment.description:
             conn.execute(
                 sa.update(schema.segments)
@@ -658,19 +681,17 @@ def change_segment(
                 "segment conditions changed",
                 extra={"action": "segment_change", "seid": seid},
             )
-        return [segment for segment in _segments(conn, seid) if segment.seid == seid][0]
+        return _get_segment(conn, seid)
 
 
 def delete_segment(db: Database, seid: str, *, user: str = "") -> None:
     """Delete a segment that no shop uses."""
     seid = str(fields.validate_key("SEID", seid))
     with db.transaction() as conn:
-        segment = [segment for segment in _segments(conn, seid) if segment.seid == seid]
-        if not segment:
-            raise NotFound("segment", "SEID", seid)
-        if segment[0].shops:
+        segment = _get_segment(conn, seid)
+        if segment.shops:
             raise RuleViolation(
-                f"SEID: segment {seid} is used by shops {', '.join(segment[0].shops)}, "
+                f"SEID: segment {seid} is used by shops {', '.join(segment.shops)}, "
                 "remove it from them first",
                 field="SEID",
             )

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -40,6 +39,8 @@ def current_revision(database: Database) -> str | None:
 
 def upgrade(database: Database, revision: str = "head") -> tuple[str | None, str]:
     """Create or migrate the schema; return the revisions before and after."""
+    from alembic import command
+
     before = current_revision(database)
     command.upgrade(alembic_config(database), revision)
     after = current_revision(database)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -269,9 +268,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("password_hash", sa.String(length=255), nullable=False),
         sa.Column("sbs1", sa.String(length=10), server_default="", nullable=False),
-        sa.Column(
-            "is_admin", sa.Boolean(), server_default=sa.false(), nullable=False
-        ),
+        sa.Column("is_admin", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.Column("changed_at", sa.DateTime(), nullable=False),
         sa.Column(
             "changed_by", sa.String(length=64), server_default="", nullable=False
