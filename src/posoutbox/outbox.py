@@ -12,8 +12,9 @@ from __future__ import annotations
 import datetime
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -101,10 +102,20 @@ def list_records(
     records = schema.records
     with db.transaction() as conn:
         shops.require_subscriber(conn, sbs1)
+        # sbs1 is bounded by a range and kept in the ORDER BY, so that only
+        # ix_records_unconfirmed (sbs1, trnr) returns the rows in order. Given
+        # sbs1 = :sbs1, PostgreSQL drops sbs1 from the ordering and may walk
+        # the primary key in TRNR order instead, through every confirmed
+        # record older than the backlog. PostgreSQL 15 did so on an outbox of
+        # 2,000,000 records filled by bench/explain_plans.py: 2.3 s per call.
         query = (
             sa.select(records)
-            .where(records.c.sbs1 == sbs1, records.c.state != CONFIRMED)
-            .order_by(records.c.trnr)
+            .where(
+                records.c.sbs1 >= sbs1,
+                records.c.sbs1 <= sbs1,
+                records.c.state != CONFIRMED,
+            )
+            .order_by(records.c.sbs1, records.c.trnr)
             .with_for_update()
         )
         if limit is not None:
@@ -162,19 +173,20 @@ def browse_records(
 
 
 def _to_records(
-    conn: Connection, sbs1: str, rows: list[sa.Row[tuple[object, ...]]], state: str = ""
+    conn: Connection, sbs1: str, rows: Sequence[sa.Row[Any]], state: str = ""
 ) -> list[OutboxRecord]:
     if not rows:
         return []
     members = ShopSetCache(conn, sbs1).members({row.set_id for row in rows})
     shop_ids = {shop_id for shop_set in members.values() for shop_id in shop_set}
-    whlo_by_id = dict(
-        conn.execute(
+    whlo_by_id: dict[int, str] = {
+        row.shop_id: row.whlo
+        for row in conn.execute(
             sa.select(schema.shops.c.shop_id, schema.shops.c.whlo).where(
                 schema.shops.c.shop_id.in_(shop_ids)
             )
-        ).all()
-    )
+        )
+    }
     whlos = {
         set_id: tuple(sorted(whlo_by_id[shop_id] for shop_id in shop_set))
         for set_id, shop_set in members.items()
@@ -209,11 +221,23 @@ def confirm_records(db: Database, sbs1: str, up_to: int | None = None) -> int:
     conditions = [records.c.sbs1 == sbs1, records.c.state == LISTED]
     if up_to is not None:
         conditions.append(records.c.trnr <= up_to)
+    # The rows are locked in TRNR order, the order a listing locks them in.
+    # Locked in the order of the UPDATE's plan instead (a sequential scan
+    # follows the heap, not TRNR), a confirmation and a listing of the same
+    # records can deadlock on PostgreSQL. ix_records_listed holds only listed
+    # records, so it returns them in that order without walking the others.
+    locked = (
+        sa.select(records.c.trnr)
+        .where(*conditions)
+        .order_by(records.c.trnr)
+        .with_for_update()
+        .scalar_subquery()
+    )
     with db.transaction() as conn:
         shops.require_subscriber(conn, sbs1)
         confirmed = conn.execute(
             sa.update(records)
-            .where(*conditions)
+            .where(records.c.trnr.in_(locked), records.c.state == LISTED)
             .values(state=CONFIRMED, confirmed_at=utcnow())
         ).rowcount
     if confirmed:
@@ -343,8 +367,14 @@ def cleanup(
 
     while True:
         with db.transaction() as conn:
+            # Oldest first through ix_records_confirmed. Without an order, a
+            # sequential scan would step again over the dead rows of every
+            # earlier chunk, which only a vacuum removes.
             chunk = (
-                sa.select(records.c.trnr).where(*conditions).limit(CLEANUP_CHUNK)
+                sa.select(records.c.trnr)
+                .where(*conditions)
+                .order_by(records.c.confirmed_at)
+                .limit(CLEANUP_CHUNK)
             ).scalar_subquery()
             deleted = (
                 conn.execute(
@@ -374,19 +404,19 @@ def _remove_unused_shop_sets(db: Database, sbs1: str) -> int:
     # Shop sets are only looked up and referenced under the subscriber lock, so
     # holding it here means no transaction is about to reference an old set.
     sets = schema.shop_sets
+    # NOT EXISTS rather than NOT IN: PostgreSQL turns it into an anti-join that
+    # probes ix_records_set_id and ix_holdings_set_id once per set, while NOT
+    # IN over millions of records rescans them for every set.
+    used_by_record = sa.exists().where(schema.records.c.set_id == sets.c.set_id)
+    used_by_holding = sa.exists().where(schema.holdings.c.set_id == sets.c.set_id)
     with db.transaction() as conn:
         db.lock_subscribers(conn, [sbs1])
-        unused = (
-            sa.select(sets.c.set_id)
-            .where(
-                sets.c.sbs1 == sbs1,
-                sets.c.set_id.not_in(sa.select(schema.records.c.set_id)),
-                sets.c.set_id.not_in(sa.select(schema.holdings.c.set_id)),
-            )
-            .scalar_subquery()
-        )
         set_ids = (
-            conn.execute(sa.select(sets.c.set_id).where(sets.c.set_id.in_(unused)))
+            conn.execute(
+                sa.select(sets.c.set_id).where(
+                    sets.c.sbs1 == sbs1, ~used_by_record, ~used_by_holding
+                )
+            )
             .scalars()
             .all()
         )

@@ -11,6 +11,8 @@ shop set of the shops that hold it.
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 NAMING_CONVENTION = {
@@ -50,7 +52,7 @@ def _address_columns() -> list[sa.Column[str]]:
     ]
 
 
-def _audit_columns() -> list[sa.Column[object]]:
+def _audit_columns() -> list[sa.Column[Any]]:
     return [
         sa.Column("changed_at", Timestamp, nullable=False),
         sa.Column("changed_by", sa.String(64), nullable=False, server_default=""),
@@ -225,6 +227,8 @@ holdings = sa.Table(
     sa.Column("sbs1", sa.String(10), primary_key=True),
     sa.Column("cuno", sa.String(10), primary_key=True),
     sa.Column("set_id", sa.Integer, nullable=False),
+    # Cleanup looks up whether any holding still uses a shop set.
+    sa.Index("ix_holdings_set_id", "set_id"),
 )
 
 # The outbox (M3's OPTMFI, with the mailing list OPTMML as set_id).
@@ -264,13 +268,27 @@ records = sa.Table(
         sqlite_where=sa.text("state = 'new'"),
         postgresql_where=sa.text("state = 'new'"),
     ),
+    # CnfCus locks a subscriber's listed records in TRNR order. Only a few
+    # records per subscriber are listed at a time, so this index returns them
+    # in order without walking the new ones of a long backlog.
+    sa.Index(
+        "ix_records_listed",
+        "sbs1",
+        "trnr",
+        sqlite_where=sa.text("state = 'listed'"),
+        postgresql_where=sa.text("state = 'listed'"),
+    ),
+    # Cleanup removes confirmed records oldest first, of all subscribers or
+    # one, so confirmed_at leads.
     sa.Index(
         "ix_records_confirmed",
-        "sbs1",
         "confirmed_at",
+        "sbs1",
         sqlite_where=sa.text("state = 'confirmed'"),
         postgresql_where=sa.text("state = 'confirmed'"),
     ),
+    # Cleanup looks up whether any record still uses a shop set.
+    sa.Index("ix_records_set_id", "set_id"),
 )
 
 # Named counters that only grow. TRNR comes from here on SQLite, where a
