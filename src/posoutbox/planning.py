@@ -12,6 +12,9 @@ Ordering rules enforced here:
   ``*UPD`` records it overrides (every record of the customer for an OCUSMA
   ``*DEL``, the same key for a child), so an ``*UPD`` never lands before a
   ``*DEL`` that follows it for the same shop;
+- an OCUSMA ``*DEL`` also takes its shops off the customer's new child ``*DEL``
+  records, which it makes redundant, so that none of them is left after the
+  customer's ``*UPD`` was taken away;
 - a newer ``*UPD`` replaces the data of new ``*UPD`` records of the same type and
   key in place, keeping their TRNR and mailing list, and the shops not on those
   lists get an appended record of their own.
@@ -46,7 +49,11 @@ CUSTOMER_KEY: RecordKey = (CUSTOMER, "")
 @dataclass
 class CustomerState:
     """The current master data of one customer; ``customer`` is None when the
-    customer does not exist (deleted from the master)."""
+    customer does not exist (deleted from the master).
+
+    Values are as stored, validated when they were saved, so planning encodes
+    them with ``layouts.encode_stored`` without validating them again.
+    """
 
     cuno: str
     customer: dict[str, Value] | None = None
@@ -142,9 +149,12 @@ def plan_customer(
 
     current = state.current_records()
     for key, values in current.items():
-        shops = loaded_at | changed_at.get(key, set())
+        # Records of a customer's initial load share loaded_at itself, so that
+        # its hash is computed once for them all.
+        changed_shops = changed_at.get(key)
+        shops = loaded_at | changed_shops if changed_shops else loaded_at
         if shops:
-            data = layouts.encode(key[0], values)
+            data = layouts.encode_stored(key[0], values)
             planned.append(
                 PlannedRecord(
                     key[0], UPDATE, state.cuno, key[1], data, frozenset(shops)
@@ -154,7 +164,8 @@ def plan_customer(
     # Children whose key changed and that are gone now: removed, moved away
     # from delivery type, or gone with the customer (then the OCUSMA *DEL covers
     # them and no shop is kept).
-    for key in sorted(changed_at.keys() - current.keys()):
+    gone = changed_at.keys() - current.keys() if changed_at else ()
+    for key in sorted(gone):
         if key != CUSTOMER_KEY:
             planned.append(_delete_record(state.cuno, key, frozenset(changed_at[key])))
 
@@ -203,21 +214,36 @@ def coalesce(existing: list[NewRecord], planned: list[PlannedRecord]) -> Coalesc
     listed and confirmed records are never touched.
     """
     live = {record.trnr: record for record in existing if record.acct == UPDATE}
+    # A new child *DEL must also leave the shops of an OCUSMA *DEL: the OCUSMA
+    # *DEL removes the child anyway, and the shop may lose the customer's *UPD
+    # that came before the child *DEL, which would then reach a shop that does
+    # not hold the customer.
+    child_deletes = {
+        record.trnr: record
+        for record in existing
+        if record.acct == DELETE and record.key != CUSTOMER_KEY
+    }
     changed: dict[int, NewRecord] = {}
     dropped: set[int] = set()
     appended: list[PlannedRecord] = []
 
     for record in planned:
         if record.acct == DELETE:
-            for trnr, update in list(live.items()):
-                overridden = record.key == CUSTOMER_KEY or update.key == record.key
-                if not overridden or update.shops.isdisjoint(record.shops):
+            overridden = [
+                (pending, trnr, update)
+                for pending in (live, child_deletes)
+                for trnr, update in pending.items()
+                if record.key == CUSTOMER_KEY
+                or (pending is live and update.key == record.key)
+            ]
+            for pending, trnr, update in overridden:
+                if update.shops.isdisjoint(record.shops):
                     continue
                 update.shops = update.shops - record.shops
                 if update.shops:
                     changed[trnr] = update
                 else:
-                    del live[trnr]
+                    del pending[trnr]
                     changed.pop(trnr, None)
                     dropped.add(trnr)
             appended.append(record)
@@ -227,7 +253,8 @@ def coalesce(existing: list[NewRecord], planned: list[PlannedRecord]) -> Coalesc
         for trnr, update in live.items():
             if update.key != record.key:
                 continue
-            if update.data != record.data:
+            # Stored data is right-trimmed, as the API serves it.
+            if update.data.rstrip(" ") != record.data.rstrip(" "):
                 update.data = record.data
                 changed[trnr] = update
             covered |= update.shops

@@ -21,8 +21,9 @@ from posoutbox.errors import AlreadyExists, InvalidValue, NotFound, RuleViolatio
 
 logger = logging.getLogger(__name__)
 
-NAME_LENGTH = 40
-DESCRIPTION_LENGTH = 60
+# Names and descriptions follow the rules of these M3 text fields.
+NAME_LENGTH = fields.FIELDS["REFE"].length
+DESCRIPTION_LENGTH = fields.FIELDS["MSTX"].length
 
 
 # Subscribers
@@ -54,9 +55,16 @@ def add_subscriber(db: Database, sbs1: str, *, name: str = "", user: str = "") -
 
 
 def _validate_name(name: str) -> str:
-    if len(name) > NAME_LENGTH:
-        raise InvalidValue("name", name, f"at most {NAME_LENGTH} characters")
-    return str(fields.validate("REFE", name)) if name else ""
+    return _validate_text("name", "REFE", name)
+
+
+def _validate_text(field: str, model: str, value: str) -> str:
+    """Validate free text by the rules of the M3 field ``model`` (length after
+    NFC, no control characters) and name ``field`` in the error."""
+    try:
+        return str(fields.validate(model, value))
+    except InvalidValue as error:
+        raise InvalidValue(field, value, error.expected) from None
 
 
 def _subscriber_exists(conn: Connection, sbs1: str) -> bool:
@@ -512,11 +520,7 @@ class Segment:
 
 
 def _validate_description(description: str) -> str:
-    if len(description) > DESCRIPTION_LENGTH:
-        raise InvalidValue(
-            "description", description, f"at most {DESCRIPTION_LENGTH} characters"
-        )
-    return str(fields.validate("MSTX", description)) if description else ""
+    return _validate_text("description", "MSTX", description)
 
 
 def load_segments(

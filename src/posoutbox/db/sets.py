@@ -63,23 +63,33 @@ class ShopSetCache:
             )
         self._ids[shops] = set_id
         self._members[set_id] = shops
-        return set_id
+        return int(set_id)
 
     def members(self, set_ids: Iterable[int]) -> dict[int, frozenset[int]]:
         """Return the shops of each set."""
         wanted = set(set_ids)
         missing = wanted - self._members.keys()
         if missing:
-            found: dict[int, set[int]] = {set_id: set() for set_id in missing}
-            rows = self.conn.execute(
-                sa.select(
-                    schema.shop_set_members.c.set_id, schema.shop_set_members.c.shop_id
-                ).where(schema.shop_set_members.c.set_id.in_(missing))
-            )
-            for set_id, shop_id in rows:
-                found[set_id].add(shop_id)
-            for set_id, shops in found.items():
-                frozen = frozenset(shops)
-                self._members[set_id] = frozen
-                self._ids.setdefault(frozen, set_id)
+            self.remember(load_members(self.conn, missing))
         return {set_id: self._members[set_id] for set_id in wanted}
+
+    def remember(self, members: dict[int, frozenset[int]]) -> None:
+        """Add sets of this subscriber read within the same transaction."""
+        for set_id, shops in members.items():
+            self._members[set_id] = shops
+            self._ids.setdefault(shops, set_id)
+
+
+def load_members(conn: Connection, set_ids: Iterable[int]) -> dict[int, frozenset[int]]:
+    """Return the shops of each set, whatever its subscriber."""
+    found: dict[int, set[int]] = {set_id: set() for set_id in set_ids}
+    if not found:
+        return {}
+    rows = conn.execute(
+        sa.select(
+            schema.shop_set_members.c.set_id, schema.shop_set_members.c.shop_id
+        ).where(schema.shop_set_members.c.set_id.in_(found))
+    )
+    for set_id, shop_id in rows:
+        found[set_id].add(shop_id)
+    return {set_id: frozenset(shops) for set_id, shops in found.items()}
