@@ -90,7 +90,11 @@ def _validate_max(maxrecs: int | None) -> int | None:
 
 
 def list_records(
-    db: Database, sbs1: str, maxrecs: int | None = DEFAULT_MAX_RECORDS
+    db: Database,
+    sbs1: str,
+    maxrecs: int | None = DEFAULT_MAX_RECORDS,
+    *,
+    user: str = "",
 ) -> list[OutboxRecord]:
     """List a subscriber's oldest unconfirmed records and mark the new ones listed.
 
@@ -126,7 +130,7 @@ def list_records(
             conn.execute(
                 sa.update(records)
                 .where(records.c.trnr.in_(new), records.c.state == NEW)
-                .values(state=LISTED, listed_at=utcnow())
+                .values(state=LISTED, listed_at=utcnow(), listed_by=user)
             )
         listed = _to_records(conn, sbs1, rows, state=LISTED)
     if listed:
@@ -208,7 +212,9 @@ def _to_records(
     ]
 
 
-def confirm_records(db: Database, sbs1: str, up_to: int | None = None) -> int:
+def confirm_records(
+    db: Database, sbs1: str, up_to: int | None = None, *, user: str = ""
+) -> int:
     """Confirm a subscriber's listed records, with ``up_to`` only those up to
     that TRNR; return how many were confirmed.
 
@@ -238,7 +244,7 @@ def confirm_records(db: Database, sbs1: str, up_to: int | None = None) -> int:
         confirmed = conn.execute(
             sa.update(records)
             .where(records.c.trnr.in_(locked), records.c.state == LISTED)
-            .values(state=CONFIRMED, confirmed_at=utcnow())
+            .values(state=CONFIRMED, confirmed_at=utcnow(), confirmed_by=user)
         ).rowcount
     if confirmed:
         logger.info(

@@ -149,7 +149,9 @@ RECORD_OUTPUTS = ("TRTP", "ACCT", "RDDA", "RDD2", "TRNR", "CUNO", "SHOP")
 
 
 def _list_records(call: Call) -> list[dict[str, Value]]:
-    records = outbox.list_records(call.db, call.text("SBS1"), maxrecs=call.limit)
+    records = outbox.list_records(
+        call.db, call.text("SBS1"), maxrecs=call.limit, user=call.user
+    )
     return [
         {
             "TRTP": record.trtp,
@@ -167,7 +169,10 @@ def _list_records(call: Call) -> list[dict[str, Value]]:
 def _confirm_records(call: Call) -> list[dict[str, Value]]:
     up_to = call.optional("TRNR")
     confirmed = outbox.confirm_records(
-        call.db, call.text("SBS1"), up_to=None if up_to is None else int(up_to)
+        call.db,
+        call.text("SBS1"),
+        up_to=None if up_to is None else int(up_to),
+        user=call.user,
     )
     metrics.count_records_confirmed(call.text("SBS1"), confirmed)
     return []

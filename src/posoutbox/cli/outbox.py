@@ -45,7 +45,7 @@ def list_records(
     confirms them, so paging is list, confirm, list again.
     """
     with common.open_db() as db:
-        records = outbox.list_records(db, sbs1, maxrecs)
+        records = outbox.list_records(db, sbs1, maxrecs, user=common.cli_user())
 
     if as_json:
         common.print_json([record.as_fields() for record in records])
@@ -93,7 +93,7 @@ def confirm(
     """Confirm the subscriber's listed records (CnfCus), but not new ones."""
     up_to_trnr = None if up_to is None else int(fields.validate_key("TRNR", up_to))
     with common.open_db() as db:
-        confirmed = outbox.confirm_records(db, sbs1, up_to_trnr)
+        confirmed = outbox.confirm_records(db, sbs1, up_to_trnr, user=common.cli_user())
     common.echo(f"confirmed {confirmed} records")
 
 

@@ -254,6 +254,8 @@ records = sa.Table(
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("listed_at", Timestamp, nullable=True),
     sa.Column("confirmed_at", Timestamp, nullable=True),
+    sa.Column("listed_by", sa.String(64), nullable=False, server_default=""),
+    sa.Column("confirmed_by", sa.String(64), nullable=False, server_default=""),
     sa.Index(
         "ix_records_unconfirmed",
         "sbs1",
