@@ -370,6 +370,33 @@ def insert_rows(
         ) from error
 
 
+def insert_numbered_records(
+    conn: Connection, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    """Insert outbox records, each with a new TRNR, increasing in row order.
+
+    ``columns`` leave out trnr. On PostgreSQL the column's default takes the
+    numbers from the records sequence as COPY inserts the rows, one by one in
+    order, which spares fetching them first; on SQLite ``allocate_trnrs``
+    numbers them. Either way the caller holds the subscriber lock, so the
+    records of one customer and subscriber are numbered in the order created.
+    """
+    from posoutbox.db import schema
+
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        insert_rows(conn, schema.records, columns, rows)
+        return
+    trnrs = allocate_trnrs(conn, len(rows))
+    insert_rows(
+        conn,
+        schema.records,
+        ("trnr", *columns),
+        [(trnr, *row) for trnr, row in zip(trnrs, rows, strict=True)],
+    )
+
+
 def _binary_copy_type(column: sa.Column[Any]) -> str:
     """Return the PostgreSQL type that a binary COPY sends for a column."""
     column_type = column.type
