@@ -265,6 +265,16 @@ def test_shops_not_on_list_get_appended_record() -> None:
     assert outcome.appended[0].data == "new"
 
 
+def test_update_leaves_record_of_skipped_shop() -> None:
+    existing = [new_record(7, planned(CUSTOMER, UPDATE, "", {1, 2}, "old"))]
+
+    outcome = coalesce(existing, [planned(CUSTOMER, UPDATE, "", {1}, "new")])
+
+    assert outcome.changed == {}
+    assert summary(outcome.appended) == [(CUSTOMER, UPDATE, "", [1])]
+    assert outcome.appended[0].data == "new"
+
+
 def test_customer_delete_takes_shops_off_every_update() -> None:
     existing = [
         new_record(7, planned(CUSTOMER, UPDATE, "", {1, 2})),

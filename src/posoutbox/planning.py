@@ -17,7 +17,9 @@ Ordering rules enforced here:
   customer's ``*UPD`` was taken away;
 - a newer ``*UPD`` replaces the data of new ``*UPD`` records of the same type and
   key in place, keeping their TRNR and mailing list, and the shops not on those
-  lists get an appended record of their own.
+  lists get an appended record of their own. A new record whose mailing list
+  has a shop that does not get the newer ``*UPD`` (switched off, deleted or
+  moved away) is left as it is, so that shop's copy does not change.
 """
 
 from __future__ import annotations
@@ -255,6 +257,11 @@ def coalesce(existing: list[NewRecord], planned: list[PlannedRecord]) -> Coalesc
                 continue
             # Stored data is right-trimmed, as the API serves it.
             if update.data.rstrip(" ") != record.data.rstrip(" "):
+                # A shop on the new record that does not get this update, one
+                # switched off for instance, must keep its copy as it is, so
+                # the record stays unchanged and the other shops get their own.
+                if not update.shops <= record.shops:
+                    continue
                 update.data = record.data
                 changed[trnr] = update
             covered |= update.shops
