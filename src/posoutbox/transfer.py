@@ -68,6 +68,10 @@ ORIGIN_DELETE = "delete"
 
 DEFAULT_BATCH_SIZE = 2_000
 
+#: Records a run creates before it first refreshes the planner's statistics of
+#: the outbox; it refreshes them again each time the count has doubled.
+ANALYZE_AFTER_RECORDS = 100_000
+
 #: Progress callback: customers done so far, customers expected in all.
 Progress = Callable[[int, int], None]
 
@@ -397,6 +401,7 @@ class _Run:
             self.progress(0, total)
 
         after: str | None = None
+        analyze_at = ANALYZE_AFTER_RECORDS
         while True:
             started = time.monotonic()
             with self.db.transaction() as conn:
@@ -428,6 +433,9 @@ class _Run:
                     )
                 )
             after = cunos[-1]
+            if self.result.records >= analyze_at:
+                self.db.refresh_statistics(["records"])
+                analyze_at = 2 * self.result.records
             logger.debug(
                 "batch of %d customers done in %.3f s",
                 len(cunos),

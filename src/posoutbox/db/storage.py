@@ -103,6 +103,12 @@ class Database:
         the higher TRNR for a customer always carries the newer state.
         """
 
+    def refresh_statistics(self, tables: Iterable[str]) -> None:
+        """Update the query planner's statistics of tables that grew a lot.
+
+        SQLite keeps no statistics unless ANALYZE ran, and none ran here.
+        """
+
     def lock_subscriber_list(self, conn: Connection, *, exclusive: bool) -> None:
         """Hold the list of subscribers still until the transaction ends.
 
@@ -216,6 +222,16 @@ class PostgreSQLDatabase(Database):
         engine = sa.create_engine(url, pool_pre_ping=True, pool_size=10)
         super().__init__(url, engine)
         self._schema: str | None = None
+
+    def refresh_statistics(self, tables: Iterable[str]) -> None:
+        # With the default settings autovacuum analyzes a table once a tenth of
+        # it changed, looking once a minute. During a long initial load the
+        # planner would meanwhile go on believing that the subscriber has no
+        # records, and read all of them for every batch. ANALYZE samples at
+        # most 30,000 rows by default, so it stays cheap on a large outbox.
+        with self.transaction() as conn:
+            for table in tables:
+                conn.execute(sa.text(f"ANALYZE {table}"))
 
     def lock_subscribers(self, conn: Connection, sbs1s: Iterable[str]) -> None:
         # Sorted, so that two transactions locking several subscribers cannot
