@@ -109,7 +109,7 @@ class PlannedRecord:
 
 @dataclass(frozen=True)
 class Plan:
-    """What one customer produces for one subscriber."""
+    """Records planned for one customer and subscriber, with the holders after them."""
 
     records: list[PlannedRecord]
     holders_after: frozenset[int]

@@ -84,7 +84,7 @@ def matches(conditions: Sequence[Condition], customer: Mapping[str, Value]) -> b
 
 @dataclass(frozen=True)
 class ShopSettings:
-    """What qualification needs to know about one shop."""
+    """Settings of one shop that qualification reads."""
 
     shop_id: int
     whlo: str

@@ -78,7 +78,7 @@ Progress = Callable[[int, int], None]
 
 @dataclass
 class TransferResult:
-    """What a run created: records per (SBS1, TRTP, ACCT), and customers done."""
+    """Outcome of a run: records created per (SBS1, TRTP, ACCT), and customers done."""
 
     function: str
     run_ids: list[int] = field(default_factory=list)
@@ -196,7 +196,7 @@ def net_transfer(
     last run, and sweeps for shops whose settings changed. A run limited to a
     customer range (inclusive, compared as strings) consumes only the customer
     changes in the range and leaves settings changes for the next full run.
-    The delete function produces only *DEL records; with ``force`` it sends an
+    The delete function produces only *DEL records. With ``force`` it sends an
     OCUSMA *DEL for every customer in the range to every enabled shop, held or
     not, and records a change for each so the next update run reloads them.
 
@@ -886,7 +886,7 @@ def _load_batches(
     ).all()
 
     # Locked, so that a concurrent LstCus cannot list a record while it is being
-    # coalesced; a record listed first is no longer new and is left alone.
+    # coalesced. A record listed first is no longer new and is left alone.
     records = schema.records
     new_rows = conn.execute(
         sa.select(
