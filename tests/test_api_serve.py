@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -24,6 +25,7 @@ from api_server import (
     serve,
 )
 from posoutbox import users
+from posoutbox.cli.server import TcpConfig
 
 # Bounds on waiting for the server to start and stop; neither is a measurement.
 STARTUP_LIMIT_SECONDS = 120.0
@@ -154,3 +156,32 @@ def test_health_with_unreachable_database(tmp_path: Path) -> None:
     assert "unreachable" in unreachable.json()["reason"]
     assert call.status_code == 503
     assert call.json()["@code"] == "WSTORAGE"
+
+
+def test_shared_socket_of_several_workers_disables_nagle() -> None:
+    config = TcpConfig("posoutbox.api.app:app", host="127.0.0.1", port=0, workers=2)
+    listening = config.bind_socket()
+    listening.listen()
+    accepted: list[int] = []
+
+    async def accept_one() -> None:
+        def remember(
+            reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        ) -> None:
+            connection = writer.get_extra_info("socket")
+            accepted.append(
+                connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            )
+            writer.close()
+
+        server = await asyncio.start_server(remember, sock=listening)
+        async with server:
+            reader, writer = await asyncio.open_connection(
+                *listening.getsockname()[:2]
+            )
+            await reader.read()
+            writer.close()
+
+    asyncio.run(accept_one())
+    assert listening.proto == socket.IPPROTO_TCP
+    assert accepted and accepted[0] != 0

@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection
 
 from posoutbox import fields, shops
 from posoutbox.changelog import SHOP_SETTINGS
-from posoutbox.db import schema
+from posoutbox.db import loading, schema
 from posoutbox.db.sets import ShopSetCache, load_members
 from posoutbox.db.storage import (
     Database,
@@ -45,6 +45,7 @@ from posoutbox.fields import Value
 from posoutbox.planning import (
     CUSTOMER_KEY,
     DELETE,
+    UPDATE,
     CustomerState,
     NewRecord,
     Plan,
@@ -396,7 +397,12 @@ class _Run:
         with self.db.reading() as conn:
             total = self._count(conn, sweeping=bool(sweep))
             qualifier, _ = shops.load_qualifier(conn, self.sbs1)
-        sweeping = bool(sweep & qualifier.enabled)
+            sweeping = bool(sweep & qualifier.enabled)
+            initial_loads = (
+                sweeping
+                and self.function == UPDATE_FUNCTION
+                and loading.supported(conn)
+            )
         if self.progress:
             self.progress(0, total)
 
@@ -421,6 +427,7 @@ class _Run:
                     run_id=self.run_id,
                     sweep=sweep,
                     result=self.result,
+                    initial_loads=initial_loads,
                 )
                 self.result.customers += len(cunos)
                 conn.execute(
@@ -545,11 +552,14 @@ def _process_batch(
     force: bool = False,
     batch: _Batch | None = None,
     settings: SubscriberSettings | None = None,
+    initial_loads: bool = False,
 ) -> None:
     """Plan, coalesce and write the records of one subscriber for a batch.
 
     ``batch`` and ``settings`` are what `_load_batches` and `load_settings`
-    read in this transaction; without them, they are read here.
+    read in this transaction; without them, they are read here. With
+    ``initial_loads``, customers that only need an initial load are left to
+    the database (`posoutbox.db.loading`) and only the others are planned here.
     """
     if settings is None:
         settings = load_settings(conn, [sbs1])[sbs1]
@@ -558,11 +568,16 @@ def _process_batch(
     enabled = qualifier.enabled
     whlo_by_id = settings.whlo_by_id
     if batch is None:
-        batch = _load_batches(conn, [sbs1], cunos)[sbs1]
+        batch = _load_batches(conn, [sbs1], cunos, with_states=not initial_loads)[sbs1]
     sets = ShopSetCache(conn, sbs1)
     sets.remember(batch.set_members)
     qualifying_shops = _QualifyingCache(qualifier)
     swept = sweep & enabled
+    loads: list[tuple[str, int]] = []
+    if initial_loads:
+        cunos, load_shops = _initial_loads(conn, batch, cunos, swept, qualifying_shops)
+        loads = [(cuno, sets.intern(shop_set)) for cuno, shop_set in load_shops]
+        batch.states.update(load_states(conn, cunos))
 
     consumed: list[int] = []
     kept_back: list[dict[str, Any]] = []
@@ -674,6 +689,14 @@ def _process_batch(
         consumed=consumed,
         new_changes=kept_back + new_changes,
     )
+    if loads:
+        written = loading.insert_initial_loads(
+            conn, sbs1, loads, origin=origin, run_id=run_id, now=now
+        )
+        for trtp, count in written.records.items():
+            result.counts[(sbs1, trtp, UPDATE)] += count
+        for set_id, count in written.customers.items():
+            loaded[sets.members([set_id])[set_id]] += count
     for record in appended:
         result.counts[(sbs1, record.trtp, record.acct)] += 1
     for shop_set, customers in loaded.items():
@@ -770,12 +793,59 @@ class _QualifyingCache:
     def __call__(self, customer: dict[str, Value] | None) -> frozenset[int]:
         if customer is None:
             return self.qualifier.qualifying_shops(None)
-        key = tuple(customer.get(name) for name in self.fields)
-        answer = self.answers.get(key)
+        return self.for_values(tuple(customer.get(name) for name in self.fields))
+
+    def for_values(self, values: tuple[Value | None, ...]) -> frozenset[int]:
+        """Answer for a customer given by the values of ``fields``, in order."""
+        answer = self.answers.get(values)
         if answer is None:
+            customer = {
+                name: value
+                for name, value in zip(self.fields, values, strict=True)
+                if value is not None
+            }
             answer = self.qualifier.qualifying_shops(customer)
-            self.answers[key] = answer
+            self.answers[values] = answer
         return answer
+
+
+def _initial_loads(
+    conn: Connection,
+    batch: _Batch,
+    cunos: Sequence[str],
+    swept: frozenset[int],
+    qualifying_shops: _QualifyingCache,
+) -> tuple[list[str], list[tuple[str, frozenset[int]]]]:
+    """Split a sweep's batch into customers to plan and customers to load.
+
+    A customer with no change row, no holdings and no new record of the
+    subscriber gets from `plan_customer` all its records for the swept shops it
+    qualifies for, and nothing if it qualifies for none. Only the fields that
+    qualification tests are read for those customers. Returns the customers
+    still to plan and the customers to load with their shops.
+    """
+    candidates = [
+        cuno
+        for cuno in cunos
+        if cuno not in batch.changes
+        and cuno not in batch.holders
+        and cuno not in batch.new_records
+    ]
+    if not candidates:
+        return list(cunos), []
+    customers = schema.customers
+    query = sa.select(
+        customers.c.cuno,
+        *(customers.c[name.lower()] for name in qualifying_shops.fields),
+    ).where(*_among(conn, customers.c.cuno, candidates))
+    found: set[str] = set()
+    loads: list[tuple[str, frozenset[int]]] = []
+    for cuno, *values in conn.execute(query).all():
+        found.add(cuno)
+        shops_loading = qualifying_shops.for_values(tuple(values)) & swept
+        if shops_loading:
+            loads.append((cuno, shops_loading))
+    return [cuno for cuno in cunos if cuno not in found], loads
 
 
 def _plan_delete(
@@ -845,11 +915,15 @@ def _change_row(
 
 
 def _load_batches(
-    conn: Connection, subscribers: Sequence[str], cunos: Sequence[str]
+    conn: Connection,
+    subscribers: Sequence[str],
+    cunos: Sequence[str],
+    *,
+    with_states: bool = True,
 ) -> dict[str, _Batch]:
     """Read what a batch needs for several subscribers at once, one query per
     table, so that an export costs about as many queries for ten subscribers
-    as for one."""
+    as for one. Without ``with_states`` the master data is left to the caller."""
     changes: dict[str, dict[str, list[_ChangeRow]]] = {sbs1: {} for sbs1 in subscribers}
     table = schema.changes
     for row in conn.execute(
@@ -876,7 +950,7 @@ def _load_batches(
     # between then leaves a row this batch does not consume, and the next run
     # sends it. Read the other way round, the batch could consume a change
     # whose data it never saw.
-    states = load_states(conn, cunos)
+    states = load_states(conn, cunos) if with_states else {}
 
     holdings = schema.holdings
     holding_rows = conn.execute(
@@ -948,6 +1022,8 @@ def _among(
 def load_states(conn: Connection, cunos: Sequence[str]) -> dict[str, CustomerState]:
     """Read the master data of customers, with their addresses, cards and messages."""
     states: dict[str, CustomerState] = {}
+    if not cunos:
+        return states
     customers = schema.customers
     columns = [customers.c[name.lower()] for name in fields.CUSTOMER_FIELDS]
     query = sa.select(*columns).where(*_among(conn, customers.c.cuno, cunos))
