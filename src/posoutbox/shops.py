@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 
 from posoutbox import changelog, fields, rules
 from posoutbox.db import schema
-from posoutbox.db.storage import Database, utcnow
+from posoutbox.db.storage import Database, increment_counter, read_counter, utcnow
 from posoutbox.errors import AlreadyExists, InvalidValue, NotFound, RuleViolation
 
 logger = logging.getLogger(__name__)
@@ -43,6 +43,7 @@ def add_subscriber(db: Database, sbs1: str, *, name: str = "", user: str = "") -
     sbs1 = str(fields.validate_key("SBS1", sbs1))
     name = _validate_name(name)
     with db.transaction() as conn:
+        _settings_changing(conn)
         db.lock_subscriber_list(conn, exclusive=True)
         if _subscriber_exists(conn, sbs1):
             raise AlreadyExists("subscriber", "SBS1", sbs1)
@@ -52,6 +53,22 @@ def add_subscriber(db: Database, sbs1: str, *, name: str = "", user: str = "") -
             )
         )
     logger.info("subscriber added", extra={"action": "subscriber_add", "sbs1": sbs1})
+
+
+#: Counter raised by every transaction that may change subscribers, shops or
+#: segments, so that readers can keep the settings between transactions.
+SETTINGS_VERSION = "settings"
+
+
+def _settings_changing(conn: Connection) -> None:
+    # First in the transaction: the counter row then serialises settings
+    # changes, and no other transaction waits for it while holding a lock.
+    increment_counter(conn, SETTINGS_VERSION)
+
+
+def settings_version(conn: Connection) -> int:
+    """Return the counter that every change of the settings raises."""
+    return read_counter(conn, SETTINGS_VERSION)
 
 
 def _validate_name(name: str) -> str:
@@ -107,6 +124,7 @@ def delete_subscriber(db: Database, sbs1: str, *, user: str = "") -> None:
     """Delete a subscriber that has no shops and no unconfirmed record."""
     sbs1 = str(fields.validate_key("SBS1", sbs1))
     with db.transaction() as conn:
+        _settings_changing(conn)
         db.lock_subscriber_list(conn, exclusive=True)
         db.lock_subscribers(conn, [sbs1])
         require_subscriber(conn, sbs1)
@@ -288,6 +306,7 @@ def add_shop(
     seids = _validate_segment_ids(segments)
     now = utcnow()
     with db.transaction() as conn:
+        _settings_changing(conn)
         require_subscriber(conn, sbs1)
         if _shops(conn, schema.shops.c.whlo == whlo):
             raise AlreadyExists("shop", "WHLO", whlo)
@@ -365,6 +384,7 @@ def change_shop(
     whlo = str(fields.validate_key("WHLO", whlo))
     now = utcnow()
     with db.transaction() as conn:
+        _settings_changing(conn)
         shop = _get_shop(conn, whlo)
         new_name = shop.name if name is None else _validate_name(name)
         flags = {
@@ -440,6 +460,7 @@ def delete_shop(db: Database, whlo: str, *, user: str = "") -> None:
     whlo = str(fields.validate_key("WHLO", whlo))
     now = utcnow()
     with db.transaction() as conn:
+        _settings_changing(conn)
         shop = _get_shop(conn, whlo)
         conn.execute(
             sa.update(schema.shops)
@@ -459,6 +480,7 @@ def set_shop_segments(
     wanted = _validate_segment_ids(seids)
     now = utcnow()
     with db.transaction() as conn:
+        _settings_changing(conn)
         shop = _get_shop(conn, whlo)
         _require_segments(conn, wanted)
         if set(wanted) == set(shop.segments):
@@ -607,6 +629,7 @@ def add_segment(
     description = _validate_description(description)
     parsed = rules.parse_conditions(conditions)
     with db.transaction() as conn:
+        _settings_changing(conn)
         exists = conn.execute(
             sa.select(schema.segments.c.seid).where(schema.segments.c.seid == seid)
         ).first()
@@ -658,6 +681,7 @@ def change_segment(
     parsed = None if conditions is None else rules.parse_conditions(conditions)
     now = utcnow()
     with db.transaction() as conn:
+        _settings_changing(conn)
         segment = _get_segment(conn, seid)
         if new_description is not None and new_description != segment.description:
             conn.execute(
@@ -692,6 +716,7 @@ def delete_segment(db: Database, seid: str, *, user: str = "") -> None:
     """Delete a segment that no shop uses."""
     seid = str(fields.validate_key("SEID", seid))
     with db.transaction() as conn:
+        _settings_changing(conn)
         segment = _get_segment(conn, seid)
         if segment.shops:
             raise RuleViolation(

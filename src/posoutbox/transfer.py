@@ -19,13 +19,14 @@ from __future__ import annotations
 import json
 import logging
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from posoutbox import fields, shops
 from posoutbox.changelog import SHOP_SETTINGS
@@ -713,15 +714,38 @@ class SubscriberSettings:
     whlo_by_id: dict[int, str]
 
 
+#: The settings last read per database engine, with the settings version and
+#: the subscribers they were read for.
+_SETTINGS_READ: weakref.WeakKeyDictionary[
+    Engine, tuple[int, tuple[str, ...], dict[str, SubscriberSettings]]
+] = weakref.WeakKeyDictionary()
+
+
 def load_settings(
     conn: Connection, subscribers: Sequence[str]
 ) -> dict[str, SubscriberSettings]:
-    """Read the shops and segments of several subscribers in three queries.
+    """Return the shops and segments of several subscribers.
 
-    This builds what ``shops.load_qualifier`` builds, for all the subscribers
-    at once: an export to ten subscribers would otherwise read the settings
-    with four queries per subscriber, most of its time.
+    Every change of the settings raises their version, so settings read before
+    at the same version are still current and are used again. Otherwise three
+    queries read them for all the subscribers at once: read per subscriber,
+    they took most of the time of an export to several subscribers.
     """
+    version = shops.settings_version(conn)
+    wanted = tuple(sorted(subscribers))
+    known = _SETTINGS_READ.get(conn.engine)
+    if known is not None and known[:2] == (version, wanted):
+        return known[2]
+    result = _read_settings(conn, wanted)
+    _SETTINGS_READ[conn.engine] = (version, wanted, result)
+    return result
+
+
+def _read_settings(
+    conn: Connection, subscribers: Sequence[str]
+) -> dict[str, SubscriberSettings]:
+    """Read the shops and segments of several subscribers in three queries, and
+    build what ``shops.load_qualifier`` builds for each."""
     table = schema.shops
     links = schema.shop_segments
     rows = conn.execute(
@@ -1014,8 +1038,10 @@ def _among(
     The bounds repeat what the list says, but they let the planner scan one
     narrow index range even when its statistics predate a table that grew
     during a long run, where a bare IN list made it read every row of the
-    subscriber.
+    subscriber. One customer, as an export has, is a plain equality.
     """
+    if len(cunos) == 1:
+        return [column == cunos[0]]
     return [one_of(conn, column, cunos), column >= min(cunos), column <= max(cunos)]
 
 

@@ -471,19 +471,46 @@ def allocate_trnrs(conn: Connection, count: int) -> list[int]:
         ).scalars()
         return sorted(numbers.all())
 
+    updated = increment_counter(conn, "trnr", count)
+    return list(range(updated - count + 1, updated + 1))
+
+
+def increment_counter(conn: Connection, name: str, count: int = 1) -> int:
+    """Raise a named counter by ``count`` and return its new value.
+
+    The counter's row stays locked until the transaction ends.
+    """
     from posoutbox.db import schema
 
     counters = schema.counters
-    updated = conn.execute(
-        sa.update(counters)
-        .where(counters.c.name == "trnr")
-        .values(value=counters.c.value + count)
+    statement: Any
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        statement = postgresql.insert(counters)
+    else:
+        from sqlalchemy.dialects import sqlite
+
+        statement = sqlite.insert(counters)
+    statement = (
+        statement.values(name=name, value=count)
+        .on_conflict_do_update(
+            index_elements=["name"], set_={"value": counters.c.value + count}
+        )
         .returning(counters.c.value)
+    )
+    return int(conn.execute(statement).scalar_one())
+
+
+def read_counter(conn: Connection, name: str) -> int:
+    """Return a named counter's value, 0 before it was first raised."""
+    from posoutbox.db import schema
+
+    counters = schema.counters
+    value = conn.execute(
+        sa.select(counters.c.value).where(counters.c.name == name)
     ).scalar_one_or_none()
-    if updated is None:
-        conn.execute(sa.insert(counters).values(name="trnr", value=count))
-        updated = count
-    return list(range(updated - count + 1, updated + 1))
+    return int(value or 0)
 
 
 def utcnow() -> datetime.datetime:
