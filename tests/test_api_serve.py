@@ -176,9 +176,7 @@ def test_shared_socket_of_several_workers_disables_nagle() -> None:
 
         server = await asyncio.start_server(remember, sock=listening)
         async with server:
-            reader, writer = await asyncio.open_connection(
-                *listening.getsockname()[:2]
-            )
+            reader, writer = await asyncio.open_connection(*listening.getsockname()[:2])
             await reader.read()
             writer.close()
 

@@ -17,7 +17,7 @@ import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from posoutbox import customers, fields, metrics, outbox, transfer
+from posoutbox import customers, fields, layouts, metrics, outbox, transfer
 from posoutbox.db.storage import Database
 from posoutbox.errors import InvalidValue, NotFound, UnknownField
 from posoutbox.fields import Value
@@ -152,18 +152,21 @@ def _list_records(call: Call) -> list[dict[str, Value]]:
     records = outbox.list_records(
         call.db, call.text("SBS1"), maxrecs=call.limit, user=call.user
     )
-    return [
-        {
-            "TRTP": record.trtp,
-            "ACCT": record.acct,
-            "RDDA": record.rdda,
-            "RDD2": record.rdd2,
-            "TRNR": record.trnr,
-            "CUNO": record.cuno,
-            "SHOP": ",".join(record.shops),
-        }
-        for record in records
-    ]
+    rows: list[dict[str, Value]] = []
+    for record in records:
+        rdda, rdd2 = layouts.split_data(record.data)
+        rows.append(
+            {
+                "TRTP": record.trtp,
+                "ACCT": record.acct,
+                "RDDA": rdda,
+                "RDD2": rdd2,
+                "TRNR": record.trnr,
+                "CUNO": record.cuno,
+                "SHOP": ",".join(record.shops),
+            }
+        )
+    return rows
 
 
 def _confirm_records(call: Call) -> list[dict[str, Value]]:
