@@ -90,6 +90,9 @@ def plan(size: Size, seed: int, url: str) -> list[Step]:
             "cleanup",
             {"records": size.cleanup_records, "poll_sbs1": "A1"},
         ),
+        # Cleanup leaves millions of dead rows, which autovacuum would be
+        # removing during the drains.
+        Step("vacuum_after_cleanup", "vacuum"),
         Step(
             "c_prepare",
             "prepare_pollers",

@@ -86,8 +86,8 @@ def initial_load(db: Database, params: Params) -> Result:
 
 
 def vacuum(db: Database, params: Params) -> Result:
-    """Vacuum and analyze after the initial loads, as autovacuum would do
-    before long, so that both drains start from the same clean tables."""
+    """Vacuum and analyze, as autovacuum would do before long, so that the
+    drains start from clean tables after the initial loads and the cleanup."""
     with Stopwatch() as watch:
         if db.dialect == "postgresql":
             with db.engine.connect().execution_options(

@@ -89,7 +89,7 @@ def counted_record_by_record(
 
 
 def backlog_counts(
-    db: Database, sbs1: str | None = None
+    db: Database, sbs1: str | None = None, *, confirmed: bool = True
 ) -> dict[tuple[str, str], ShopCounts]:
     return {
         (entry.sbs1, entry.whlo): (
@@ -98,7 +98,7 @@ def backlog_counts(
             entry.confirmed,
             entry.oldest_unconfirmed,
         )
-        for entry in outbox.backlog(db, sbs1)
+        for entry in outbox.backlog(db, sbs1, confirmed=confirmed)
     }
 
 
@@ -143,6 +143,16 @@ def test_backlog_of_subscriber_matches(db: Database, sbs1: str) -> None:
     build_outbox(db)
 
     assert backlog_counts(db, sbs1) == counted_record_by_record(db, sbs1)
+
+
+def test_backlog_without_confirmed_counts_unconfirmed(db: Database) -> None:
+    build_outbox(db)
+    expected = {
+        key: (new, listed, 0, oldest)
+        for key, (new, listed, _, oldest) in counted_record_by_record(db).items()
+    }
+
+    assert backlog_counts(db, confirmed=False) == expected
 
 
 def test_backlog_matches_after_cleanup(db: Database) -> None:

@@ -125,7 +125,7 @@ class _OutboxCollector:
             "Age of the oldest unconfirmed record of a shop, 0 when there is none.",
             labels=["sbs1", "whlo"],
         )
-        for entry in outbox.backlog(self.db):
+        for entry in outbox.backlog(self.db, confirmed=False):
             backlog.add_metric([entry.sbs1, entry.whlo, outbox.NEW], entry.new)
             backlog.add_metric([entry.sbs1, entry.whlo, outbox.LISTED], entry.listed)
             oldest.add_metric([entry.sbs1, entry.whlo], entry.age_seconds(now) or 0)
@@ -186,7 +186,7 @@ def sample_backlog(
             "unconfirmed": entry.unconfirmed,
             "oldest_age_seconds": entry.age_seconds(now) or 0,
         }
-        for entry in outbox.backlog(db)
+        for entry in outbox.backlog(db, confirmed=False)
     ]
     table = schema.backlog_samples
     with db.transaction() as conn:
