@@ -55,15 +55,18 @@ def insert_select(db: Database, params: dict[str, Any]) -> dict[str, Any]:
         with Stopwatch() as watch:
             if db.dialect == "sqlite":
                 cursor.execute("BEGIN IMMEDIATE")
+            # In TRNR order, as posoutbox numbers them, whatever order the
+            # rows have on disk: net transfer batches written side by side
+            # interleave their rows.
             cursor.execute(
                 f"INSERT INTO {RECORDS_COPY} SELECT * FROM records "
-                f"WHERE sbs1 = {marker}",
+                f"WHERE sbs1 = {marker} ORDER BY trnr",
                 (sbs1,),
             )
             records = cursor.rowcount
             cursor.execute(
                 f"INSERT INTO {HOLDINGS_COPY} SELECT * FROM holdings "
-                f"WHERE sbs1 = {marker}",
+                f"WHERE sbs1 = {marker} ORDER BY cuno",
                 (sbs1,),
             )
             holdings = cursor.rowcount

@@ -265,6 +265,16 @@ def test_sample_backlog_and_series(db: Database) -> None:
     ]
 
 
+def test_sampler_skips_recent_or_running_sample(db: Database) -> None:
+    _set_up_outbox(db)
+
+    assert metrics.sample_unless_taken(db, 60.0)
+    assert not metrics.sample_unless_taken(db, 60.0)
+    with db.run_lock("backlog sampling", wait=False):
+        assert not metrics.sample_unless_taken(db, 0.001)
+    assert metrics.sample_unless_taken(db, 0.001)
+
+
 def test_sample_backlog_removes_old_samples(db: Database) -> None:
     _set_up_outbox(db)
     now = utcnow()

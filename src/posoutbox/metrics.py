@@ -31,6 +31,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from posoutbox import outbox
 from posoutbox.db import schema
 from posoutbox.db.storage import Database, insert_ignoring_conflicts, utcnow
+from posoutbox.errors import Busy
 from posoutbox.web.settings import DEFAULT_RETENTION_DAYS
 
 logger = logging.getLogger(__name__)
@@ -195,6 +196,35 @@ def sample_backlog(
     return len(rows)
 
 
+def sample_unless_taken(
+    db: Database,
+    interval_seconds: float,
+    *,
+    retention: datetime.timedelta = datetime.timedelta(days=DEFAULT_RETENTION_DAYS),
+) -> bool:
+    """Sample the backlog unless another process is sampling it or sampled it
+    less than half an interval ago; return whether this call sampled.
+
+    Every worker process of a server runs a sampler, and one sample per
+    interval is enough for the chart. A sample counts every unconfirmed
+    record, which takes seconds when millions wait for their POS.
+    """
+    try:
+        with db.run_lock("backlog sampling", wait=False):
+            with db.reading() as conn:
+                latest = conn.execute(
+                    sa.select(sa.func.max(schema.backlog_samples.c.sampled_at))
+                ).scalar_one()
+            if latest is not None and (utcnow() - latest).total_seconds() < (
+                interval_seconds / 2
+            ):
+                return False
+            sample_backlog(db, retention=retention)
+            return True
+    except Busy:
+        return False
+
+
 async def run_sampler(
     db: Database,
     interval_seconds: float,
@@ -214,7 +244,9 @@ async def run_sampler(
     try:
         while True:
             try:
-                await asyncio.to_thread(sample_backlog, db, retention=retention)
+                await asyncio.to_thread(
+                    sample_unless_taken, db, interval_seconds, retention=retention
+                )
             except Exception:
                 failures += 1
                 # Logged with the traceback the first time, then every 60th
