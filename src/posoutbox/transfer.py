@@ -16,14 +16,12 @@ simply repeated by the next run.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import time
 import weakref
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,13 +36,12 @@ from posoutbox.db.storage import (
     Database,
     insert_numbered_records,
     insert_rows,
-    is_deadlock,
     one_of,
     process_identity,
     upsert,
     utcnow,
 )
-from posoutbox.errors import InvalidValue, NotFound, StorageError
+from posoutbox.errors import InvalidValue, NotFound
 from posoutbox.fields import Value
 from posoutbox.planning import (
     CUSTOMER_KEY,
@@ -72,9 +69,6 @@ ORIGIN_NET = "net"
 ORIGIN_DELETE = "delete"
 
 DEFAULT_BATCH_SIZE = 2_000
-
-#: Times a batch runs before a deadlock fails the run.
-BATCH_ATTEMPTS = 3
 
 #: Records a run creates before it first refreshes the planner's statistics of
 #: the outbox; it refreshes them again each time the count has doubled.
@@ -413,41 +407,55 @@ class _Run:
         if self.progress:
             self.progress(0, total)
 
-        batch = functools.partial(
-            self._batch,
-            sweep=sweep,
-            initial_loads=initial_loads,
-            origin=ORIGIN_DELETE if self.function == DELETE_FUNCTION else ORIGIN_NET,
-        )
-        workers = self.db.concurrent_batches
         after: str | None = None
         analyze_at = ANALYZE_AFTER_RECORDS
-        in_flight: deque[Future[TransferResult]] = deque()
-        # Batches cover disjoint customers, so the database may write several
-        # at once. The next batch is chosen while the others are written; its
-        # customers' rows are read again under the lock.
-        exhausted = False
-        with ThreadPoolExecutor(workers, thread_name_prefix="net-transfer") as pool:
-            try:
-                while True:
-                    if not exhausted and len(in_flight) < workers:
-                        with self.db.reading() as conn:
-                            cunos = self._next_customers(conn, after, sweeping=sweeping)
-                        if cunos:
-                            in_flight.append(pool.submit(batch, cunos))
-                            after = cunos[-1]
-                            continue
-                        exhausted = True
-                    if not in_flight:
-                        break
-                    self._batch_done(in_flight.popleft().result(), total)
-                    if self.result.records >= analyze_at:
-                        self.db.refresh_statistics(["records"])
-                        analyze_at = 2 * self.result.records
-            except BaseException:
-                for future in in_flight:
-                    future.cancel()
-                raise
+        while True:
+            started = time.monotonic()
+            with self.db.transaction() as conn:
+                self.db.lock_subscribers(conn, [self.sbs1])
+                cunos = self._next_customers(conn, after, sweeping=sweeping)
+                if not cunos:
+                    break
+                _process_batch(
+                    conn,
+                    self.sbs1,
+                    cunos,
+                    function=self.function,
+                    force=self.force,
+                    origin=ORIGIN_DELETE
+                    if self.function == DELETE_FUNCTION
+                    else ORIGIN_NET,
+                    run_id=self.run_id,
+                    sweep=sweep,
+                    result=self.result,
+                    initial_loads=initial_loads,
+                )
+                self.result.customers += len(cunos)
+                conn.execute(
+                    sa.update(schema.runs)
+                    .where(schema.runs.c.run_id == self.run_id)
+                    .values(
+                        heartbeat_at=utcnow(),
+                        customers_done=self.result.customers,
+                        customers_total=max(total, self.result.customers),
+                    )
+                )
+            after = cunos[-1]
+            if self.result.records >= analyze_at:
+                self.db.refresh_statistics(["records"])
+                analyze_at = 2 * self.result.records
+            logger.debug(
+                "batch of %d customers done in %.3f s",
+                len(cunos),
+                time.monotonic() - started,
+                extra={
+                    "action": "net_transfer_batch",
+                    "run_id": self.run_id,
+                    "last_cuno": after,
+                },
+            )
+            if self.progress:
+                self.progress(self.result.customers, max(total, self.result.customers))
 
         if setting_change_ids:
             with self.db.transaction() as conn:
@@ -456,83 +464,6 @@ class _Run:
                         schema.changes.c.change_id.in_(setting_change_ids)
                     )
                 )
-
-    def _batch(
-        self,
-        cunos: list[str],
-        *,
-        sweep: frozenset[int],
-        initial_loads: bool,
-        origin: str,
-    ) -> TransferResult:
-        """Process one batch in a transaction of its own, and return what it made.
-
-        A batch shares the subscriber lock with the other batches of the run,
-        which cover other customers, and excludes exports. Two batches that
-        create the same new shop sets in opposite order can deadlock on the
-        sets' unique key: the database then rolls one back, and it runs again.
-        """
-        for attempt in range(1, BATCH_ATTEMPTS + 1):
-            started = time.monotonic()
-            result = TransferResult(self.function)
-            try:
-                with self.db.transaction() as conn:
-                    self.db.lock_subscribers(conn, [self.sbs1], shared=True)
-                    _process_batch(
-                        conn,
-                        self.sbs1,
-                        cunos,
-                        function=self.function,
-                        force=self.force,
-                        origin=origin,
-                        run_id=self.run_id,
-                        sweep=sweep,
-                        result=result,
-                        initial_loads=initial_loads,
-                    )
-            except StorageError as error:
-                if attempt == BATCH_ATTEMPTS or not is_deadlock(error):
-                    raise
-                logger.warning(
-                    "batch rolled back after a deadlock, running it again",
-                    extra={
-                        "action": "net_transfer_batch",
-                        "run_id": self.run_id,
-                        "first_cuno": cunos[0],
-                        "attempt": attempt,
-                    },
-                )
-                continue
-            result.customers = len(cunos)
-            logger.debug(
-                "batch of %d customers done in %.3f s",
-                len(cunos),
-                time.monotonic() - started,
-                extra={
-                    "action": "net_transfer_batch",
-                    "run_id": self.run_id,
-                    "last_cuno": cunos[-1],
-                },
-            )
-            return result
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _batch_done(self, done: TransferResult, total: int) -> None:
-        """Count a committed batch and write the run's progress and heartbeat."""
-        self.result.merge(done)
-        expected = max(total, self.result.customers)
-        with self.db.transaction() as conn:
-            conn.execute(
-                sa.update(schema.runs)
-                .where(schema.runs.c.run_id == self.run_id)
-                .values(
-                    heartbeat_at=utcnow(),
-                    customers_done=self.result.customers,
-                    customers_total=expected,
-                )
-            )
-        if self.progress:
-            self.progress(self.result.customers, expected)
 
     def _range(
         self, column: sa.ColumnElement[str], after: str | None

@@ -96,17 +96,11 @@ class Database:
         ):
             yield conn
 
-    #: Net transfer batches of one run that the database writes at once.
-    concurrent_batches = 1
-
-    def lock_subscribers(
-        self, conn: Connection, sbs1s: Iterable[str], *, shared: bool = False
-    ) -> None:
+    def lock_subscribers(self, conn: Connection, sbs1s: Iterable[str]) -> None:
         """Serialise record creation per subscriber until the transaction ends.
 
         Exports and net transfer batches take these locks so that the record with
-        the higher TRNR for a customer always carries the newer state. The
-        batches of one run cover different customers and share the lock.
+        the higher TRNR for a customer always carries the newer state.
         """
 
     def refresh_statistics(self, tables: Iterable[str]) -> None:
@@ -239,22 +233,15 @@ class PostgreSQLDatabase(Database):
             for table in tables:
                 conn.execute(sa.text(f"ANALYZE {table}"))
 
-    # PostgreSQL runs each connection's statements in a process of its own, so
-    # two batches use two cores while Python plans the next one.
-    concurrent_batches = 2
-
-    def lock_subscribers(
-        self, conn: Connection, sbs1s: Iterable[str], *, shared: bool = False
-    ) -> None:
+    def lock_subscribers(self, conn: Connection, sbs1s: Iterable[str]) -> None:
         # Sorted, so that two transactions locking several subscribers cannot
         # deadlock on each other. One statement takes them in that order.
         keys = [self._lock_key(conn, "subscriber", sbs1) for sbs1 in sorted(set(sbs1s))]
         if not keys:
             return
-        function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
         conn.execute(
             sa.text(
-                f"SELECT {function}(key) "
+                "SELECT pg_advisory_xact_lock(key) "
                 "FROM unnest(CAST(:keys AS bigint[])) WITH ORDINALITY AS locks(key, n) "
                 "ORDER BY n"
             ),
@@ -301,14 +288,6 @@ class PostgreSQLDatabase(Database):
             finally:
                 conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
                 conn.commit()
-
-
-def is_deadlock(error: BaseException) -> bool:
-    """Tell whether a storage error is PostgreSQL's rollback of one transaction
-    of a deadlock (SQLSTATE 40P01)."""
-    cause = error.__cause__
-    original = getattr(cause, "orig", None)
-    return getattr(original, "sqlstate", None) == "40P01"
 
 
 def _lock_key(kind: str, name: str) -> int:
