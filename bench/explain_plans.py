@@ -174,9 +174,13 @@ class PlanCapture:
         verb = statement.lstrip().split(None, 1)[0].upper()
         # EXPLAIN ANALYZE would take a session-level advisory lock a second
         # time, and a rollback to the savepoint does not release it.
-        if verb not in ("SELECT", "INSERT", "UPDATE", "DELETE") or "advisory" in (
-            statement
-        ):
+        if verb not in (
+            "SELECT",
+            "INSERT",
+            "UPDATE",
+            "DELETE",
+            "WITH",
+        ) or "advisory" in (statement):
             return
         if any(captured.sql == statement for captured in operation.statements):
             return
