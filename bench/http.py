@@ -157,7 +157,7 @@ def _wait_first_sample(url: str, started: datetime.datetime) -> None:
     finally:
         db.close()
     raise RuntimeError(
-        f"posoutbox serve took no backlog sample within {START_TIMEOUT} s"
+        f"timed out: posoutbox serve took no backlog sample within {START_TIMEOUT} s"
     )
 
 

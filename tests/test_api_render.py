@@ -114,7 +114,7 @@ def test_value_of_the_wrong_type_is_still_rejected() -> None:
         render.render_result(LSTCUS, LSTCUS.outputs, rows, Format.JSON)
 
 
-def test_returned_columns_in_the_order_asked() -> None:
+def test_returned_columns_in_requested_order() -> None:
     columns = ("TRNR", "CUNO")
 
     response = render.render_result(LSTCUS, columns, ROWS[:1], Format.JSON)

@@ -210,8 +210,8 @@ def test_sweep_mixes_loads_with_planned_customers(
     for whlo in ("101", "201"):
         shops.set_shop_segments(db, whlo, ["SE"])
     fill(db, 3, 30)
-    # A transfer before the new shops: customers of SE, GOLD and NORDIC are
-    # held and have new records, and must be planned in Python afterwards; the
+    # A transfer before the new shops. Customers of SE, GOLD and NORDIC are then
+    # held and have new records, so they are planned in Python afterwards. The
     # others only need the initial load of the shop that takes everybody.
     transfer.net_transfer(db)
     for sbs1 in ("S1", "S2"):

@@ -169,7 +169,7 @@ def test_cleanup_in_chunks_counts_each(
     build_outbox(db)
     monkeypatch.setattr(outbox, "CLEANUP_CHUNK", 2)
     expected = {"S1": confirmed_count(db, "S1"), "S2": confirmed_count(db, "S2")}
-    kept = unconfirmed_trnrs(db)
+    unconfirmed = unconfirmed_trnrs(db)
 
     result = outbox.cleanup(db)
 
@@ -178,7 +178,7 @@ def test_cleanup_in_chunks_counts_each(
     assert dict(result.removed) == expected
     assert confirmed_count(db, "S1") == 0
     assert confirmed_count(db, "S2") == 0
-    assert unconfirmed_trnrs(db) == kept
+    assert unconfirmed_trnrs(db) == unconfirmed
 
 
 def test_cleanup_in_chunks_keeps_filters(

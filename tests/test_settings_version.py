@@ -14,6 +14,7 @@ import pytest
 from posoutbox import customers, shops, transfer
 from posoutbox.db import migrate
 from posoutbox.db.storage import Database, open_database
+from posoutbox.errors import AlreadyExists
 
 
 def version(db: Database) -> int:
@@ -65,7 +66,7 @@ def test_rejected_change_keeps_version(db: Database) -> None:
     set_up(db)
     before = version(db)
 
-    with pytest.raises(Exception, match="W01"):
+    with pytest.raises(AlreadyExists, match="W01"):
         shops.add_shop(db, "W01", "S2", segments=["ALL"])
 
     assert version(db) == before

@@ -35,7 +35,7 @@ STATES = (NEW, LISTED, CONFIRMED)
 #: Records a listing returns when the caller sets no maximum, as M3 does.
 DEFAULT_MAX_RECORDS = 100
 
-# What a listing reads of a record: everything OutboxRecord holds, and not the
+# The columns a listing reads: everything OutboxRecord holds, without the
 # timestamps and user names of listing and confirming.
 _RECORD_COLUMNS = (
     schema.records.c.trnr,
@@ -373,7 +373,7 @@ def _backlog_query(
     are confirmed. The unconfirmed ones come through ix_records_unconfirmed,
     and the totals per set from ix_records_set_id alone (an index-only scan on
     PostgreSQL once vacuum has marked the pages all-visible), so the confirmed
-    counts are the differences. One statement sees one snapshot, so a record
+    counts are the differences. One statement reads one snapshot, so a record
     confirmed meanwhile cannot be counted twice or not at all.
     """
     records = schema.records

@@ -732,12 +732,12 @@ def load_settings(
     they took most of the time of an export to several subscribers.
     """
     version = shops.settings_version(conn)
-    wanted = tuple(sorted(subscribers))
+    requested = tuple(sorted(subscribers))
     known = _SETTINGS_READ.get(conn.engine)
-    if known is not None and known[:2] == (version, wanted):
+    if known is not None and known[:2] == (version, requested):
         return known[2]
-    result = _read_settings(conn, wanted)
-    _SETTINGS_READ[conn.engine] = (version, wanted, result)
+    result = _read_settings(conn, requested)
+    _SETTINGS_READ[conn.engine] = (version, requested, result)
     return result
 
 
@@ -820,7 +820,8 @@ class _QualifyingCache:
         return self.for_values(tuple(customer.get(name) for name in self.fields))
 
     def for_values(self, values: tuple[Value | None, ...]) -> frozenset[int]:
-        """Answer for a customer given by the values of ``fields``, in order."""
+        """Return the qualifying shops of a customer given by the values of
+        ``fields``, in order."""
         answer = self.answers.get(values)
         if answer is None:
             customer = {

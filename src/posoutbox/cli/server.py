@@ -100,7 +100,7 @@ def serve(
 
 
 class TcpConfig(uvicorn.Config):
-    """uvicorn's settings, with a listening socket that says it is TCP.
+    """uvicorn's settings, with a listening socket whose protocol is TCP.
 
     With several workers, uvicorn binds the shared socket itself and creates it
     with protocol 0. asyncio then leaves TCP_NODELAY off on every connection it

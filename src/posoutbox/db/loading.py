@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection
 
 from posoutbox import layouts
 from posoutbox.db import schema
-from posoutbox.db.storage import allocate_trnrs
+from posoutbox.db.storage import TRNR_COUNTER, increment_counter, read_counter
 from posoutbox.fields import FieldType
 from posoutbox.planning import (
     ADDRESS,
@@ -129,13 +129,16 @@ def insert_initial_loads(
         insert = sa.insert(records).from_select(names, select).returning(*returned)
         return _write_with_holdings(conn, sbs1, insert.cte("created"))
 
-    count = conn.execute(sa.select(sa.func.count()).select_from(union)).scalar_one()
-    first = allocate_trnrs(conn, int(count))[0] if count else 0
-    number = (first - 1) + sa.func.row_number().over(order_by=order)
+    # SQLite's write lock, which the transaction took first, keeps the TRNR
+    # counter still until the counter is raised by what was inserted.
+    last = read_counter(conn, TRNR_COUNTER)
+    number = last + sa.func.row_number().over(order_by=order)
     select = sa.select(number.label("trnr"), *columns)
     created = conn.execute(
         sa.insert(records).from_select(["trnr", *names], select).returning(*returned)
     ).all()
+    if created:
+        increment_counter(conn, TRNR_COUNTER, len(created))
     loaded = Loaded(records=Counter(trtp for trtp, _, _ in created))
     holdings = []
     for trtp, cuno, set_id in created:

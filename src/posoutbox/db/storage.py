@@ -471,8 +471,12 @@ def allocate_trnrs(conn: Connection, count: int) -> list[int]:
         ).scalars()
         return sorted(numbers.all())
 
-    updated = increment_counter(conn, "trnr", count)
+    updated = increment_counter(conn, TRNR_COUNTER, count)
     return list(range(updated - count + 1, updated + 1))
+
+
+#: The counter that TRNR comes from on SQLite: the last number given out.
+TRNR_COUNTER = "trnr"
 
 
 def increment_counter(conn: Connection, name: str, count: int = 1) -> int:
