@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import re
 import signal
@@ -25,6 +26,8 @@ from api_server import (
     serve,
 )
 from posoutbox import users
+from posoutbox.api.app import create_app_from_environment
+from posoutbox.api.settings import DATABASE_URL_VARIABLE
 from posoutbox.cli.server import TcpConfig
 
 # Bounds on waiting for the server to start and stop; neither is a measurement.
@@ -183,3 +186,18 @@ def test_shared_socket_of_several_workers_disables_nagle() -> None:
     asyncio.run(accept_one())
     assert listening.proto == socket.IPPROTO_TCP
     assert accepted and accepted[0] != 0
+
+
+def test_worker_factory_freezes_startup_objects(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(DATABASE_URL_VARIABLE, sqlite_url)
+    gc.unfreeze()
+    try:
+        app = create_app_from_environment()
+        frozen = gc.get_freeze_count()
+        app.state.db.close()
+    finally:
+        gc.unfreeze()
+
+    assert frozen > 0

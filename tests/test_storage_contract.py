@@ -211,6 +211,43 @@ def test_lock_timeout_is_storage_error(pg_db: Database) -> None:
     assert "lock timeout" in raised.value.message
 
 
+def test_shared_subscriber_locks_exclude_only_exclusive_ones(pg_db: Database) -> None:
+    with pg_db.transaction() as holder:
+        pg_db.lock_subscribers(holder, ["LOCK1"], shared=True)
+        with pg_db.transaction() as conn:
+            conn.execute(sa.text("SET LOCAL lock_timeout = '50ms'"))
+            pg_db.lock_subscribers(conn, ["LOCK1"], shared=True)
+        with pytest.raises(StorageError) as raised, pg_db.transaction() as conn:
+            conn.execute(sa.text("SET LOCAL lock_timeout = '50ms'"))
+            pg_db.lock_subscribers(conn, ["LOCK1"])
+    assert "lock timeout" in raised.value.message
+
+
+def test_deadlock_is_recognised(pg_db: Database) -> None:
+    both_locked = threading.Barrier(2, timeout=TIMEOUT)
+    errors: list[StorageError] = []
+
+    def lock(first: str, second: str) -> None:
+        try:
+            with pg_db.transaction() as conn:
+                pg_db.lock_subscribers(conn, [first])
+                both_locked.wait()
+                pg_db.lock_subscribers(conn, [second])
+        except StorageError as error:
+            errors.append(error)
+
+    threads = [
+        _Thread(lambda: lock("LOCK1", "LOCK2")),
+        _Thread(lambda: lock("LOCK2", "LOCK1")),
+    ]
+    for thread in threads:
+        thread.join()
+
+    assert len(errors) == 1
+    assert storage.is_deadlock(errors[0])
+    assert not storage.is_deadlock(StorageError("database failed: no deadlock"))
+
+
 # TRNR allocation
 
 

@@ -116,6 +116,8 @@ def list_records(
 
     Records come in TRNR order, listed ones again until they are confirmed, so
     paging is list, confirm, list again. ``maxrecs`` 0 or None means no limit.
+    A listing stops below the TRNRs that a batch still in progress may create,
+    so a record never comes before a lower TRNR of the subscriber.
     """
     sbs1 = str(fields.validate_key("SBS1", sbs1))
     limit = _validate_max(maxrecs)
@@ -134,9 +136,10 @@ def list_records(
                 records.c.sbs1 >= sbs1,
                 records.c.sbs1 <= sbs1,
                 records.c.state != CONFIRMED,
+                db.listable(records.c.trnr, sbs1),
             )
             .order_by(records.c.sbs1, records.c.trnr)
-            .with_for_update()
+            .with_for_update(of=records)
         )
         if limit is not None:
             query = query.limit(limit)

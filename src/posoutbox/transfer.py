@@ -4,8 +4,10 @@ A run works through customers in batches. Each batch is one transaction that
 holds the subscriber lock, reads the change rows, the master data, the holdings
 and the new records of its customers, plans and coalesces their records, writes
 them, updates the holdings and deletes exactly the change rows it processed.
-A crash therefore loses at most the batch in flight, whose change rows are
-still there for the next run.
+A crash therefore loses at most the batches in flight, whose change rows are
+still there for the next run. The batches of one run cover different customers
+and share the subscriber lock, so the database may write several at once (two
+on PostgreSQL); listings stop below the TRNRs of a batch still in progress.
 
 Settings changes (SHOP change rows) make a full run sweep every customer for the
 shops concerned: a new shop gets its initial load, a shop whose segments changed
@@ -16,12 +18,14 @@ simply repeated by the next run.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
 import weakref
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,12 +40,13 @@ from posoutbox.db.storage import (
     Database,
     insert_numbered_records,
     insert_rows,
+    is_deadlock,
     one_of,
     process_identity,
     upsert,
     utcnow,
 )
-from posoutbox.errors import InvalidValue, NotFound
+from posoutbox.errors import InvalidValue, NotFound, StorageError
 from posoutbox.fields import Value
 from posoutbox.planning import (
     CUSTOMER_KEY,
@@ -69,6 +74,9 @@ ORIGIN_NET = "net"
 ORIGIN_DELETE = "delete"
 
 DEFAULT_BATCH_SIZE = 2_000
+
+#: Times a batch runs before a deadlock fails the run.
+BATCH_ATTEMPTS = 3
 
 #: Records a run creates before it first refreshes the planner's statistics of
 #: the outbox; it refreshes them again each time the count has doubled.
@@ -407,55 +415,42 @@ class _Run:
         if self.progress:
             self.progress(0, total)
 
+        batch = functools.partial(
+            self._batch,
+            sweep=sweep,
+            initial_loads=initial_loads,
+            origin=ORIGIN_DELETE if self.function == DELETE_FUNCTION else ORIGIN_NET,
+        )
+        workers = self.db.concurrent_batches
         after: str | None = None
         analyze_at = ANALYZE_AFTER_RECORDS
-        while True:
-            started = time.monotonic()
-            with self.db.transaction() as conn:
-                self.db.lock_subscribers(conn, [self.sbs1])
-                cunos = self._next_customers(conn, after, sweeping=sweeping)
-                if not cunos:
-                    break
-                _process_batch(
-                    conn,
-                    self.sbs1,
-                    cunos,
-                    function=self.function,
-                    force=self.force,
-                    origin=ORIGIN_DELETE
-                    if self.function == DELETE_FUNCTION
-                    else ORIGIN_NET,
-                    run_id=self.run_id,
-                    sweep=sweep,
-                    result=self.result,
-                    initial_loads=initial_loads,
-                )
-                self.result.customers += len(cunos)
-                conn.execute(
-                    sa.update(schema.runs)
-                    .where(schema.runs.c.run_id == self.run_id)
-                    .values(
-                        heartbeat_at=utcnow(),
-                        customers_done=self.result.customers,
-                        customers_total=max(total, self.result.customers),
-                    )
-                )
-            after = cunos[-1]
-            if self.result.records >= analyze_at:
-                self.db.refresh_statistics(["records"])
-                analyze_at = 2 * self.result.records
-            logger.debug(
-                "batch of %d customers done in %.3f s",
-                len(cunos),
-                time.monotonic() - started,
-                extra={
-                    "action": "net_transfer_batch",
-                    "run_id": self.run_id,
-                    "last_cuno": after,
-                },
-            )
-            if self.progress:
-                self.progress(self.result.customers, max(total, self.result.customers))
+        in_flight: deque[Future[TransferResult]] = deque()
+        # Batches cover different customers, so the database may write several
+        # at once; listings stop below a batch still in progress. The next batch
+        # is chosen while the others are written, and its customers' rows are
+        # read again under the lock.
+        exhausted = False
+        with ThreadPoolExecutor(workers, thread_name_prefix="net-transfer") as pool:
+            try:
+                while True:
+                    if not exhausted and len(in_flight) < workers:
+                        with self.db.reading() as conn:
+                            cunos = self._next_customers(conn, after, sweeping=sweeping)
+                        if cunos:
+                            in_flight.append(pool.submit(batch, cunos))
+                            after = cunos[-1]
+                            continue
+                        exhausted = True
+                    if not in_flight:
+                        break
+                    self._batch_done(in_flight.popleft().result(), total)
+                    if self.result.records >= analyze_at:
+                        self.db.refresh_statistics(["records"])
+                        analyze_at = 2 * self.result.records
+            except BaseException:
+                for future in in_flight:
+                    future.cancel()
+                raise
 
         if setting_change_ids:
             with self.db.transaction() as conn:
@@ -464,6 +459,85 @@ class _Run:
                         schema.changes.c.change_id.in_(setting_change_ids)
                     )
                 )
+
+    def _batch(
+        self,
+        cunos: list[str],
+        *,
+        sweep: frozenset[int],
+        initial_loads: bool,
+        origin: str,
+    ) -> TransferResult:
+        """Process one batch in a transaction of its own, and return what it made.
+
+        Two batches that create the same new shop sets in opposite order can
+        deadlock on the sets' unique key: the database then rolls one back, and
+        it runs again.
+        """
+        for attempt in range(1, BATCH_ATTEMPTS + 1):
+            started = time.monotonic()
+            result = TransferResult(self.function)
+            try:
+                with self.db.transaction() as conn:
+                    self.db.lock_subscribers(conn, [self.sbs1], shared=True)
+                    self.db.open_batch(conn, self.sbs1)
+                    _process_batch(
+                        conn,
+                        self.sbs1,
+                        cunos,
+                        function=self.function,
+                        force=self.force,
+                        origin=origin,
+                        run_id=self.run_id,
+                        sweep=sweep,
+                        result=result,
+                        initial_loads=initial_loads,
+                    )
+            except StorageError as error:
+                if attempt == BATCH_ATTEMPTS or not is_deadlock(error):
+                    raise
+                logger.warning(
+                    "batch from customer %s rolled back by a deadlock, running it "
+                    "again",
+                    cunos[0],
+                    extra={
+                        "action": "net_transfer_batch",
+                        "run_id": self.run_id,
+                        "first_cuno": cunos[0],
+                        "attempt": attempt,
+                    },
+                )
+                continue
+            result.customers = len(cunos)
+            logger.debug(
+                "batch of %d customers done in %.3f s",
+                len(cunos),
+                time.monotonic() - started,
+                extra={
+                    "action": "net_transfer_batch",
+                    "run_id": self.run_id,
+                    "last_cuno": cunos[-1],
+                },
+            )
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _batch_done(self, done: TransferResult, total: int) -> None:
+        """Count a committed batch and write the run's progress and heartbeat."""
+        self.result.merge(done)
+        expected = max(total, self.result.customers)
+        with self.db.transaction() as conn:
+            conn.execute(
+                sa.update(schema.runs)
+                .where(schema.runs.c.run_id == self.run_id)
+                .values(
+                    heartbeat_at=utcnow(),
+                    customers_done=self.result.customers,
+                    customers_total=expected,
+                )
+            )
+        if self.progress:
+            self.progress(self.result.customers, expected)
 
     def _range(
         self, column: sa.ColumnElement[str], after: str | None

@@ -8,6 +8,7 @@ with an incident id, and the response is a generic error without a stack trace.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import time
 import uuid
@@ -106,10 +107,29 @@ def create_app_from_environment() -> FastAPI:
     worker processes cannot receive an application object.
     """
     settings = Settings.from_environment()
-    return create_app(
+    app = create_app(
         settings.database_url,
         max_records=settings.max_records,
         company=settings.company,
+    )
+    freeze_startup_objects()
+    return app
+
+
+def freeze_startup_objects() -> None:
+    """Exclude the objects that exist now from later full garbage collections.
+
+    A full collection walks every tracked object, and about 100,000 exist after
+    start-up. Walking them stalled the worker process, requests included, for
+    about 50 ms on the 2-core benchmark machine (Python 3.11), measured once per
+    300 to 600 exports. Objects made after start-up are still collected.
+    """
+    gc.collect()
+    gc.freeze()
+    logger.debug(
+        "froze %d start-up objects",
+        gc.get_freeze_count(),
+        extra={"action": "api_gc_freeze"},
     )
 
 

@@ -3,6 +3,7 @@ package carries everything it needs."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import TYPE_CHECKING
 
@@ -26,7 +27,9 @@ def alembic_config(database: Database | None = None) -> Config:
     return config
 
 
+@functools.cache
 def head_revision() -> str:
+    """Return the newest migration, read once per process from the scripts."""
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None
     return head

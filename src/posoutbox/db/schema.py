@@ -293,6 +293,31 @@ records = sa.Table(
     sa.Index("ix_records_set_id", "set_id"),
 )
 
+# Net transfer batches that write records while another batch of the same run
+# may commit first. PostgreSQL writes two batches of a run at once, and their
+# TRNRs come from one sequence, so the later batch can commit higher TRNRs
+# while the earlier one is still writing lower ones. Each batch inserts its
+# row in a transaction of its own before it takes its first TRNR and deletes
+# it in its own transaction, so the row vanishes exactly when the batch's
+# records appear. A listing returns only records up to the lowest trnr_floor
+# of the subscriber's batches whose transaction (xid) is still in progress.
+# The rows of batches rolled back or cut off stay behind and are ignored.
+open_batches = sa.Table(
+    "open_batches",
+    metadata,
+    sa.Column(
+        "batch_id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("sbs1", sa.String(10), nullable=False),
+    sa.Column("trnr_floor", sa.BigInteger, nullable=False),
+    sa.Column("xid", sa.BigInteger, nullable=False),
+    sa.Column("opened_at", Timestamp, nullable=False),
+    sa.Index("ix_open_batches_sbs1", "sbs1"),
+)
+
 # Named counters that only grow. TRNR comes from here on SQLite, where a
 # rowid could be reused after cleanup removed the highest records; PostgreSQL
 # uses the sequence of records.trnr instead.

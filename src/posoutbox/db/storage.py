@@ -96,12 +96,35 @@ class Database:
         ):
             yield conn
 
-    def lock_subscribers(self, conn: Connection, sbs1s: Iterable[str]) -> None:
+    #: Net transfer batches of one run that the database writes at once.
+    concurrent_batches = 1
+
+    def lock_subscribers(
+        self, conn: Connection, sbs1s: Iterable[str], *, shared: bool = False
+    ) -> None:
         """Serialise record creation per subscriber until the transaction ends.
 
         Exports and net transfer batches take these locks so that the record with
-        the higher TRNR for a customer always carries the newer state.
+        the higher TRNR for a customer always carries the newer state. The
+        batches of one run cover different customers and share the lock, which
+        still excludes exports.
         """
+
+    def open_batch(self, conn: Connection, sbs1: str) -> None:
+        """Hold back listings of the subscriber at the TRNRs this transaction
+        is about to create, until it ends.
+
+        Call it after the subscriber lock, before the first record. One writer
+        at a time, as on SQLite, commits its records in TRNR order, so there is
+        nothing to hold back.
+        """
+
+    def listable(
+        self, trnr: sa.ColumnElement[int], sbs1: str
+    ) -> sa.ColumnElement[bool]:
+        """Return the condition that a record of the subscriber may be listed:
+        no batch still in progress can create a lower TRNR for it."""
+        return sa.true()
 
     def refresh_statistics(self, tables: Iterable[str]) -> None:
         """Update the query planner's statistics of tables that grew a lot.
@@ -233,20 +256,83 @@ class PostgreSQLDatabase(Database):
             for table in tables:
                 conn.execute(sa.text(f"ANALYZE {table}"))
 
-    def lock_subscribers(self, conn: Connection, sbs1s: Iterable[str]) -> None:
+    # PostgreSQL runs each connection's statements in a process of its own, so
+    # two batches use both cores of a small server while Python plans the next.
+    concurrent_batches = 2
+
+    def lock_subscribers(
+        self, conn: Connection, sbs1s: Iterable[str], *, shared: bool = False
+    ) -> None:
         # Sorted, so that two transactions locking several subscribers cannot
         # deadlock on each other. One statement takes them in that order.
         keys = [self._lock_key(conn, "subscriber", sbs1) for sbs1 in sorted(set(sbs1s))]
         if not keys:
             return
+        function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
         conn.execute(
             sa.text(
-                "SELECT pg_advisory_xact_lock(key) "
+                f"SELECT {function}(key) "
                 "FROM unnest(CAST(:keys AS bigint[])) WITH ORDINALITY AS locks(key, n) "
                 "ORDER BY n"
             ),
             {"keys": keys},
         )
+
+    def open_batch(self, conn: Connection, sbs1: str) -> None:
+        from posoutbox.db import schema
+
+        batches = schema.open_batches
+        xid = conn.execute(
+            sa.select(sa.cast(sa.func.pg_current_xact_id(), sa.Text))
+        ).scalar_one()
+        # The row must be visible to listings before this transaction takes its
+        # first TRNR, so it is written by a transaction of its own. The floor is
+        # the last TRNR taken so far: every TRNR this transaction takes is higher.
+        sequence = sa.table(
+            "records_trnr_seq", sa.column("last_value"), sa.column("is_called")
+        )
+        last_taken = sa.case(
+            (sequence.c.is_called, sequence.c.last_value),
+            else_=sequence.c.last_value - 1,
+        )
+        with self.engine.connect().execution_options(
+            isolation_level="AUTOCOMMIT"
+        ) as other:
+            other.execute(
+                sa.delete(batches).where(
+                    batches.c.sbs1 == sbs1, sa.not_(_in_progress(batches.c.xid))
+                )
+            )
+            batch_id = other.execute(
+                sa.insert(batches)
+                .values(
+                    sbs1=sbs1,
+                    xid=int(xid),
+                    trnr_floor=sa.select(last_taken).scalar_subquery(),
+                    opened_at=utcnow(),
+                )
+                .returning(batches.c.batch_id)
+            ).scalar_one()
+        # Deleted by this transaction, the row goes when its records come.
+        conn.execute(sa.delete(batches).where(batches.c.batch_id == batch_id))
+        logger.debug(
+            "batch %s opened",
+            batch_id,
+            extra={"action": "open_batch", "sbs1": sbs1, "xid": xid},
+        )
+
+    def listable(
+        self, trnr: sa.ColumnElement[int], sbs1: str
+    ) -> sa.ColumnElement[bool]:
+        from posoutbox.db import schema
+
+        batches = schema.open_batches
+        floor = (
+            sa.select(sa.func.min(batches.c.trnr_floor))
+            .where(batches.c.sbs1 == sbs1, _in_progress(batches.c.xid))
+            .scalar_subquery()
+        )
+        return trnr <= sa.func.coalesce(floor, _MAX_BIGINT)
 
     def lock_subscriber_list(self, conn: Connection, *, exclusive: bool) -> None:
         function = (
@@ -288,6 +374,37 @@ class PostgreSQLDatabase(Database):
             finally:
                 conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
                 conn.commit()
+
+
+_MAX_BIGINT = 2**63 - 1
+
+
+def _in_progress(xid: sa.ColumnElement[int]) -> sa.ColumnElement[bool]:
+    """Return the condition that the PostgreSQL transaction ``xid`` (its 64-bit
+    id as bigint) has neither committed nor rolled back.
+
+    A transaction cut off with its connection counts as rolled back, and one
+    too old for PostgreSQL to remember has a NULL status.
+    """
+    status = sa.func.pg_xact_status(sa.cast(sa.cast(xid, sa.Text), _TransactionId()))
+    return status == "in progress"
+
+
+class _TransactionId(sa.types.UserDefinedType[str]):
+    """PostgreSQL's 64-bit transaction id type, only for casts to it."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "xid8"
+
+
+def is_deadlock(error: BaseException) -> bool:
+    """Tell whether a storage error is PostgreSQL's rollback of one transaction
+    of a deadlock (SQLSTATE 40P01)."""
+    cause = error.__cause__
+    original = getattr(cause, "orig", None)
+    return getattr(original, "sqlstate", None) == "40P01"
 
 
 def _lock_key(kind: str, name: str) -> int:
