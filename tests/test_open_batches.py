@@ -105,6 +105,28 @@ def test_empty_open_batch_holds_back(pg_db: Database) -> None:
     assert listed_customers(pg_db) == ["C2"]
 
 
+def test_batch_committed_after_snapshot_holds_back(pg_db: Database) -> None:
+    """A listing whose snapshot predates a batch's commit still stops below that
+    batch, although PostgreSQL already reports the batch committed."""
+    records = schema.records
+    query = sa.select(records.c.cuno).where(pg_db.listable(records.c.trnr, SBS1))
+    with pg_db.engine.connect().execution_options(
+        isolation_level="REPEATABLE READ"
+    ) as listing:
+        with pg_db.transaction() as first:
+            open_batch(pg_db, first)
+            write_record(pg_db, first, "C1")
+            with pg_db.transaction() as second:
+                open_batch(pg_db, second)
+                write_record(pg_db, second, "C2")
+            listing.begin()
+            assert list(listing.execute(query).scalars()) == []
+        # The first batch has committed, but not in the listing's snapshot.
+        assert list(listing.execute(query).scalars()) == []
+        listing.rollback()
+    assert listed_customers(pg_db) == ["C1", "C2"]
+
+
 def test_rolled_back_batch_holds_nothing_back(pg_db: Database) -> None:
     with pytest.raises(RuntimeError), pg_db.transaction() as first:
         open_batch(pg_db, first)

@@ -300,8 +300,8 @@ records = sa.Table(
 # row in a transaction of its own before it takes its first TRNR and deletes
 # it in its own transaction, so the row vanishes exactly when the batch's
 # records appear. A listing returns only records up to the lowest trnr_floor
-# of the subscriber's batches whose transaction (xid) is still in progress.
-# The rows of batches rolled back or cut off stay behind and are ignored.
+# of the subscriber's rows that it sees. The rows of batches whose transaction
+# (xid) rolled back or was cut off stay behind and are ignored.
 open_batches = sa.Table(
     "open_batches",
     metadata,

@@ -299,9 +299,7 @@ class PostgreSQLDatabase(Database):
             isolation_level="AUTOCOMMIT"
         ) as other:
             other.execute(
-                sa.delete(batches).where(
-                    batches.c.sbs1 == sbs1, sa.not_(_in_progress(batches.c.xid))
-                )
+                sa.delete(batches).where(batches.c.sbs1 == sbs1, _gone(batches.c.xid))
             )
             batch_id = other.execute(
                 sa.insert(batches)
@@ -327,9 +325,12 @@ class PostgreSQLDatabase(Database):
         from posoutbox.db import schema
 
         batches = schema.open_batches
+        # A row that the listing still sees belongs to a batch whose commit is
+        # not in the listing's snapshot, even when pg_xact_status, which tells
+        # the status of now, already reports the batch committed.
         floor = (
             sa.select(sa.func.min(batches.c.trnr_floor))
-            .where(batches.c.sbs1 == sbs1, _in_progress(batches.c.xid))
+            .where(batches.c.sbs1 == sbs1, sa.not_(_gone(batches.c.xid)))
             .scalar_subquery()
         )
         return trnr <= sa.func.coalesce(floor, _MAX_BIGINT)
@@ -379,15 +380,14 @@ class PostgreSQLDatabase(Database):
 _MAX_BIGINT = 2**63 - 1
 
 
-def _in_progress(xid: sa.ColumnElement[int]) -> sa.ColumnElement[bool]:
+def _gone(xid: sa.ColumnElement[int]) -> sa.ColumnElement[bool]:
     """Return the condition that the PostgreSQL transaction ``xid`` (its 64-bit
-    id as bigint) has neither committed nor rolled back.
+    id as bigint) rolled back, or is too old for PostgreSQL to remember.
 
-    A transaction cut off with its connection counts as rolled back, and one
-    too old for PostgreSQL to remember has a NULL status.
+    A transaction cut off with its connection counts as rolled back.
     """
     status = sa.func.pg_xact_status(sa.cast(sa.cast(xid, sa.Text), _TransactionId()))
-    return status == "in progress"
+    return sa.func.coalesce(status, "aborted") == "aborted"
 
 
 class _TransactionId(sa.types.UserDefinedType[str]):
