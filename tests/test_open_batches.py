@@ -136,6 +136,16 @@ def test_rolled_back_batch_holds_nothing_back(pg_db: Database) -> None:
         write_record(pg_db, conn, "C2")
     assert listed_customers(pg_db) == ["C2"]
 
+    # Deleting the subscriber removes the row left behind.
+    outbox.confirm_records(pg_db, SBS1)
+    shops.delete_shop(pg_db, "A01")
+    shops.delete_subscriber(pg_db, SBS1)
+    with pg_db.reading() as reading:
+        left = reading.execute(
+            sa.select(sa.func.count()).select_from(schema.open_batches)
+        ).scalar_one()
+    assert left == 0
+
 
 def test_killed_batch_holds_nothing_back(pg_db: Database, postgresql_url: str) -> None:
     """A batch whose connection ended without a commit, as when its process was

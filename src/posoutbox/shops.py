@@ -157,8 +157,14 @@ def delete_subscriber(db: Database, sbs1: str, *, user: str = "") -> None:
             )
         # The subscriber's confirmed records, mailing lists and ended shop rows
         # (deleted or moved away) go with it: the shop rows reference it, and
-        # the records and lists would name shops that no longer exist.
-        for table in (schema.changes, schema.holdings, schema.records):
+        # the records and lists would name shops that no longer exist. Rows of
+        # net transfer batches rolled back or cut off go too.
+        for table in (
+            schema.changes,
+            schema.holdings,
+            schema.records,
+            schema.open_batches,
+        ):
             conn.execute(sa.delete(table).where(table.c.sbs1 == sbs1))
         set_ids = sa.select(schema.shop_sets.c.set_id).where(
             schema.shop_sets.c.sbs1 == sbs1
