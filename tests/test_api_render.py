@@ -1,10 +1,11 @@
-"""Rendering a result as JSON: the body written record by record as text must be
-the one that ``json.dumps`` makes of the MIResult as a dictionary."""
+"""Rendering a result as JSON and XML: the body written record by record as text
+must be the one that ``json.dumps`` or ElementTree makes of the whole MIResult."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 
@@ -124,3 +125,42 @@ def test_returned_columns_in_requested_order() -> None:
         {"Name": "TRNR", "Value": "1"},
         {"Name": "CUNO", "Value": "C00001"},
     ]
+
+
+def _expected_xml(rows: list[dict[str, Any]], *, exclude_empty: bool) -> bytes:
+    """The MIResult built as an ElementTree and serialised in one call."""
+    root = ElementTree.Element("MIResult", {"xmlns": render.NAMESPACE})
+    ElementTree.SubElement(root, "Program").text = "OPS600MI"
+    ElementTree.SubElement(root, "Transaction").text = "LstCus"
+    metadata = ElementTree.SubElement(root, "Metadata")
+    for field in LSTCUS.output_fields():
+        ElementTree.SubElement(
+            metadata,
+            "Field",
+            name=field.name,
+            type=field.type.value,
+            length=str(field.length),
+            description=field.description,
+        )
+    for index, row in enumerate(rows):
+        record = ElementTree.SubElement(root, "MIRecord")
+        ElementTree.SubElement(record, "RowIndex").text = str(index)
+        for name in LSTCUS.outputs:
+            value = render.safe_text(fields.to_api(name, row[name]))
+            if value or not exclude_empty:
+                pair = ElementTree.SubElement(record, "NameValue")
+                ElementTree.SubElement(pair, "Name").text = name
+                ElementTree.SubElement(pair, "Value").text = value
+    text = ElementTree.tostring(root, encoding="unicode")
+    return f'<?xml version="1.0" encoding="UTF-8"?>\n{text}'.encode()
+
+
+@pytest.mark.parametrize("exclude_empty", [False, True])
+def test_xml_body_is_what_elementtree_makes(exclude_empty: bool) -> None:
+    rows = [*ROWS, _row(5, "a < b && c > d", "bell\x07")]
+
+    response = render.render_result(
+        LSTCUS, LSTCUS.outputs, rows, Format.XML, exclude_empty=exclude_empty
+    )
+
+    assert response.body == _expected_xml(rows, exclude_empty=exclude_empty)

@@ -7,6 +7,7 @@ JSON attributes of XML elements carry an ``@`` prefix (``@name``, ``@code``).
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -78,7 +79,8 @@ def render_result(
     is empty.
     """
     described = [fields.FIELDS[name] for name in columns]
-    records = _formatted(columns, rows, exclude_empty=exclude_empty)
+    rows = list(rows)
+    values = _formatted(columns, rows)
     if output is Format.JSON:
         content: dict[str, Any] = {
             "Program": transaction.program,
@@ -96,6 +98,7 @@ def render_result(
                     for field in described
                 ]
             }
+        records = _json_records(columns, values, len(rows), exclude_empty)
         return _json_result(content, records)
 
     root = _root("MIResult")
@@ -112,73 +115,140 @@ def render_result(
                 length=str(field.length),
                 description=field.description,
             )
-    for index, pairs in enumerate(records):
-        record = ElementTree.SubElement(root, "MIRecord")
-        _child(record, "RowIndex", str(index))
-        for name, value in pairs:
-            pair = ElementTree.SubElement(record, "NameValue")
-            _child(pair, "Name", name)
-            _child(pair, "Value", value)
-    return _xml_response(root)
+    records = _xml_records(columns, values, len(rows), exclude_empty)
+    return _xml_result(root, records)
 
 
 def _formatted(
-    columns: Sequence[str],
-    rows: Iterable[Mapping[str, fields.Value]],
-    *,
-    exclude_empty: bool,
-) -> list[list[tuple[str, str]]]:
-    """Return each row's name-value pairs as the API sends them, made safe.
+    columns: Sequence[str], rows: Sequence[Mapping[str, fields.Value]]
+) -> list[list[str]]:
+    """Return the values of each column, one list per column, as the API sends
+    them and made safe.
 
-    A LstCus page has thousands of values, so text values are trimmed here
-    rather than through ``fields.to_api``, which still formats numbers and
-    rejects values of the wrong type. ``safe_text`` runs only when one search
-    over all values finds a character that it replaces.
+    A LstCus page has thousands of values, so they are formatted a column at a
+    time: text values are trimmed here, and ``fields.to_api`` only formats the
+    values whose type is not the field's own, which it rejects. ``safe_text``
+    runs only when one search over all values finds a character that it
+    replaces.
     """
-    text_columns = [
-        (name, fields.FIELDS[name].type is fields.FieldType.ALPHA) for name in columns
+    values = [_formatted_column(name, [row[name] for row in rows]) for name in columns]
+    joined = "".join(itertools.chain.from_iterable(values))
+    if _UNSAFE_CHARACTERS.search(joined) is None:
+        return values
+    return [[safe_text(text) for text in column] for column in values]
+
+
+def _formatted_column(name: str, values: list[fields.Value]) -> list[str]:
+    if fields.FIELDS[name].type is fields.FieldType.ALPHA:
+        return [
+            value.rstrip(" ") if type(value) is str else fields.to_api(name, value)
+            for value in values
+        ]
+    # type() rather than isinstance(), so that bool and other subclasses of int
+    # still go through fields.to_api, which rejects or formats them.
+    return [
+        str(value) if type(value) is int else fields.to_api(name, value)
+        for value in values
     ]
-    records: list[list[tuple[str, str]]] = []
-    for row in rows:
-        pairs = []
-        for name, is_text in text_columns:
-            value = row[name]
-            if is_text and type(value) is str:
-                text = value.rstrip(" ")
-            else:
-                text = fields.to_api(name, value)
-            if text or not exclude_empty:
-                pairs.append((name, text))
-        records.append(pairs)
-    values = "".join(text for pairs in records for _, text in pairs)
-    if _UNSAFE_CHARACTERS.search(values) is None:
-        return records
-    return [[(name, safe_text(text)) for name, text in pairs] for pairs in records]
 
 
-def _json_result(
-    content: dict[str, Any], records: list[list[tuple[str, str]]]
-) -> Response:
-    """Return ``content`` with an MIRecord list of ``records`` appended, as JSON.
+def _json_records(
+    columns: Sequence[str], values: list[list[str]], count: int, exclude_empty: bool
+) -> list[bytes]:
+    """Return each record as UTF-8 JSON text, each value through the string
+    encoder of the json module, which is what ``json.dumps`` calls on it.
 
-    The records are written as text, each value through the string encoder of
-    the json module, which is what ``json.dumps`` would call on it: the body is
-    the same, without building and walking a dictionary per name-value pair.
+    Without ``exclude_empty`` every record has the same name-value pairs, so
+    one %-format template writes each record in one step. Encoding record by
+    record rendered a page of 1,000 LstCus records in 3.0 ms against 3.3 ms for
+    encoding the joined page (Python 3.11, the 2-core benchmark machine).
     """
     encode = json.encoder.encode_basestring
-    names: dict[str, str] = {}
-    parts = []
-    for index, pairs in enumerate(records):
-        values = []
-        for name, value in pairs:
-            prefix = names.get(name)
-            if prefix is None:
-                prefix = names[name] = f'{{"Name":{encode(name)},"Value":'
-            values.append(f"{prefix}{encode(value)}}}")
-        parts.append(f'{{"RowIndex":{index},"NameValue":[{",".join(values)}]}}')
+    encoded = [list(map(encode, column)) for column in values]
+    prefixes = [f'{{"Name":{encode(name)},"Value":' for name in columns]
+    if not exclude_empty:
+        # A % in a field name would otherwise be read as a conversion.
+        pairs = ",".join(prefix.replace("%", "%%") + "%s}" for prefix in prefixes)
+        template = '{"RowIndex":%d,"NameValue":[' + pairs + "]}"
+        return [
+            (template % record).encode()
+            for record in zip(range(count), *encoded, strict=True)
+        ]
+
+    empty = encode("")
+    records = []
+    rows = zip(range(count), _transposed(encoded, count), strict=True)
+    for index, record_values in rows:
+        present = [
+            f"{prefix}{value}}}"
+            for prefix, value in zip(prefixes, record_values, strict=True)
+            if value != empty
+        ]
+        record = f'{{"RowIndex":{index},"NameValue":[{",".join(present)}]}}'
+        records.append(record.encode())
+    return records
+
+
+def _json_result(content: dict[str, Any], records: list[bytes]) -> Response:
+    """Return ``content`` with an MIRecord list of ``records`` appended, as JSON.
+
+    The body is what ``json.dumps`` makes of the whole MIResult as a dictionary,
+    without building and walking a dictionary per name-value pair.
+    """
     head = json.dumps(content, ensure_ascii=False, separators=(",", ":"))
-    body = f'{head[:-1]},"MIRecord":[{",".join(parts)}]}}'
-    return Response(body.encode("utf-8"), media_type=JSON_MEDIA_TYPE)
+    start = f'{head[:-1]},"MIRecord":['.encode()
+    body = b"".join((start, b",".join(records), b"]}"))
+    return Response(body, media_type=JSON_MEDIA_TYPE)
+
+
+def _xml_records(
+    columns: Sequence[str], values: list[list[str]], count: int, exclude_empty: bool
+) -> list[bytes]:
+    """Return each MIRecord element as UTF-8 text, written as ElementTree
+    writes it.
+
+    ElementTree (Python 3.11) escapes &, < and > in text, and writes an element
+    without text or children as ``<Tag />``.
+    """
+    joined = "".join(itertools.chain.from_iterable(values))
+    if any(character in joined for character in "&<>"):
+        values = [[_escape_text(text) for text in column] for column in values]
+    records = []
+    names = [f"<NameValue><Name>{_escape_text(name)}</Name>" for name in columns]
+    rows = zip(range(count), _transposed(values, count), strict=True)
+    for index, record_values in rows:
+        pairs = [
+            f"{name}<Value>{value}</Value></NameValue>"
+            if value
+            else f"{name}<Value /></NameValue>"
+            for name, value in zip(names, record_values, strict=True)
+            if value or not exclude_empty
+        ]
+        record = f"<MIRecord><RowIndex>{index}</RowIndex>{''.join(pairs)}</MIRecord>"
+        records.append(record.encode())
+    return records
+
+
+def _transposed(values: list[list[str]], count: int) -> Iterable[tuple[str, ...]]:
+    # zip() of no columns would end at once instead of giving count empty rows.
+    if not values:
+        return itertools.repeat((), count)
+    return zip(*values, strict=True)
+
+
+def _escape_text(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _xml_result(root: ElementTree.Element, records: list[bytes]) -> Response:
+    """Return ``root`` with the ``records`` appended as its last children, as XML."""
+    text = ElementTree.tostring(root, encoding="unicode")
+    closing = f"</{root.tag}>"
+    # root has children (Program, Transaction), so it ends in a closing tag.
+    head = text.removesuffix(closing)
+    start = f'<?xml version="1.0" encoding="UTF-8"?>\n{head}'.encode()
+    body = b"".join((start, *records, closing.encode()))
+    return Response(body, media_type=XML_MEDIA_TYPE)
 
 
 def render_error(error: PosOutboxError, output: Format, status: int) -> Response:
