@@ -333,7 +333,10 @@ class PostgreSQLDatabase(Database):
             .where(batches.c.sbs1 == sbs1, sa.not_(_gone(batches.c.xid)))
             .scalar_subquery()
         )
-        return trnr <= sa.func.coalesce(floor, _MAX_BIGINT)
+        # trnr + 0 keeps the planner from scanning the primary key for this
+        # bound, whose value it cannot know when planning, instead of the
+        # subscriber's index of unconfirmed records.
+        return trnr + sa.literal_column("0") <= sa.func.coalesce(floor, _MAX_BIGINT)
 
     def lock_subscriber_list(self, conn: Connection, *, exclusive: bool) -> None:
         function = (
