@@ -76,6 +76,14 @@ def listed_customers(db: Database) -> list[str]:
     return [record.cuno for record in outbox.list_records(db, SBS1, 0)]
 
 
+def open_batch_rows(db: Database) -> int:
+    with db.reading() as conn:
+        count = conn.execute(
+            sa.select(sa.func.count()).select_from(schema.open_batches)
+        ).scalar_one()
+    return int(count)
+
+
 def open_batch(db: Database, conn: sa.Connection) -> None:
     db.lock_subscribers(conn, [SBS1], shared=True)
     db.open_batch(conn, SBS1)
@@ -140,11 +148,7 @@ def test_rolled_back_batch_holds_nothing_back(pg_db: Database) -> None:
     outbox.confirm_records(pg_db, SBS1)
     shops.delete_shop(pg_db, "A01")
     shops.delete_subscriber(pg_db, SBS1)
-    with pg_db.reading() as reading:
-        left = reading.execute(
-            sa.select(sa.func.count()).select_from(schema.open_batches)
-        ).scalar_one()
-    assert left == 0
+    assert open_batch_rows(pg_db) == 0
 
 
 def test_killed_batch_holds_nothing_back(pg_db: Database, postgresql_url: str) -> None:
@@ -168,11 +172,7 @@ def test_killed_batch_holds_nothing_back(pg_db: Database, postgresql_url: str) -
 
         with pg_db.transaction() as batch:
             open_batch(pg_db, batch)
-        with pg_db.reading() as reading:
-            left = reading.execute(
-                sa.select(sa.func.count()).select_from(schema.open_batches)
-            ).scalar_one()
-        assert left == 0
+        assert open_batch_rows(pg_db) == 0
     finally:
         killed.engine.dispose()
 

@@ -211,7 +211,7 @@ def test_lock_timeout_is_storage_error(pg_db: Database) -> None:
     assert "lock timeout" in raised.value.message
 
 
-def test_shared_subscriber_locks_exclude_only_exclusive_ones(pg_db: Database) -> None:
+def test_shared_subscriber_lock_modes(pg_db: Database) -> None:
     with pg_db.transaction() as holder:
         pg_db.lock_subscribers(holder, ["LOCK1"], shared=True)
         with pg_db.transaction() as conn:

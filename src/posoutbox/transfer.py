@@ -7,7 +7,7 @@ them, updates the holdings and deletes exactly the change rows it processed.
 A crash therefore loses at most the batches in flight, whose change rows are
 still there for the next run. The batches of one run cover different customers
 and share the subscriber lock, so the database may write several at once (two
-on PostgreSQL); listings stop below the TRNRs of a batch still in progress.
+on PostgreSQL). Listings stop below the TRNRs of a batch still in progress.
 
 Settings changes (SHOP change rows) make a full run sweep every customer for the
 shops concerned: a new shop gets its initial load, a shop whose segments changed
@@ -425,10 +425,8 @@ class _Run:
         after: str | None = None
         analyze_at = ANALYZE_AFTER_RECORDS
         in_flight: deque[Future[TransferResult]] = deque()
-        # Batches cover different customers, so the database may write several
-        # at once; listings stop below a batch still in progress. The next batch
-        # is chosen while the others are written, and its customers' rows are
-        # read again under the lock.
+        # The next batch is chosen while the others are written, and its
+        # customers' rows are read again under the lock.
         exhausted = False
         with ThreadPoolExecutor(workers, thread_name_prefix="net-transfer") as pool:
             try:

@@ -300,7 +300,7 @@ records = sa.Table(
 # row in a transaction of its own before it takes its first TRNR and deletes
 # it in its own transaction, so the row vanishes exactly when the batch's
 # records appear. A listing returns only records up to the lowest trnr_floor
-# of the subscriber's rows that it sees. The rows of batches whose transaction
+# of the subscriber's rows visible to it. The rows of batches whose transaction
 # (xid) rolled back or was cut off stay behind and are ignored.
 open_batches = sa.Table(
     "open_batches",

@@ -325,9 +325,9 @@ class PostgreSQLDatabase(Database):
         from posoutbox.db import schema
 
         batches = schema.open_batches
-        # A row that the listing still sees belongs to a batch whose commit is
-        # not in the listing's snapshot, even when pg_xact_status, which tells
-        # the status of now, already reports the batch committed.
+        # A row visible to the listing belongs to a batch whose commit is not in
+        # the listing's snapshot, even when pg_xact_status (the status at this
+        # moment) already reports the batch committed.
         floor = (
             sa.select(sa.func.min(batches.c.trnr_floor))
             .where(batches.c.sbs1 == sbs1, sa.not_(_gone(batches.c.xid)))
