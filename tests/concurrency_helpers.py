@@ -495,55 +495,51 @@ class ConfirmAudit:
     """Recorder of the records that each confirm_records call of this process
     confirmed.
 
-    On PostgreSQL the rows a transaction updated carry its transaction id in
-    xmin, read right after the UPDATE inside the same transaction. On SQLite the
-    confirming transaction holds the write lock from its start, so the listed
-    records read right before the UPDATE are exactly the ones it confirms.
+    A confirmation moves its subscriber's confirmed position, and the records
+    it confirmed are those between the position before and after. Both are
+    read inside the confirming transaction, which holds the position's lock
+    (its row lock on PostgreSQL, the write lock on SQLite), around the UPDATE
+    that moves it.
     """
 
     def __init__(self, db: Database) -> None:
         self.db = db
         self.sbs1 = ""
-        self.up_to = 0
+        self.before = 0
         self.confirmed: set[int] = set()
         event.listen(db.engine, "before_cursor_execute", self._before)
         event.listen(db.engine, "after_cursor_execute", self._after)
 
     def confirm(self, sbs1: str, up_to: int) -> set[int]:
-        self.sbs1, self.up_to, self.confirmed = sbs1, up_to, set()
+        self.sbs1, self.confirmed = sbs1, set()
         count = outbox.confirm_records(self.db, sbs1, up_to=up_to)
         assert count == len(self.confirmed)
         return self.confirmed
 
     @staticmethod
-    def _is_confirm(statement: str, parameters: Any) -> bool:
-        return statement.startswith("UPDATE records SET state") and "confirmed" in str(
-            parameters
-        )
+    def _is_confirm(statement: str) -> bool:
+        return statement.startswith("UPDATE outbox_positions SET confirmed_trnr")
 
-    def _before(
-        self, conn: Connection, cursor: Any, statement: str, parameters: Any, *_: Any
-    ) -> None:
-        if conn.dialect.name != "sqlite" or not self._is_confirm(statement, parameters):
-            return
-        rows = cursor.connection.execute(
-            "SELECT trnr FROM records"
-            " WHERE sbs1 = ? AND state = 'listed' AND trnr <= ?",
-            (self.sbs1, self.up_to),
-        ).fetchall()
-        self.confirmed = {row[0] for row in rows}
-
-    def _after(
-        self, conn: Connection, cursor: Any, statement: str, parameters: Any, *_: Any
-    ) -> None:
-        if conn.dialect.name != "postgresql" or not self._is_confirm(
-            statement, parameters
-        ):
-            return
-        rows = cursor.connection.execute(
-            "SELECT trnr FROM records WHERE sbs1 = %s AND state = 'confirmed'"
-            " AND xmin = pg_current_xact_id()::xid",
+    def _position(self, conn: Connection, cursor: Any) -> int:
+        marker = "?" if conn.dialect.name == "sqlite" else "%s"
+        row = cursor.connection.execute(
+            f"SELECT confirmed_trnr FROM outbox_positions WHERE sbs1 = {marker}",
             (self.sbs1,),
+        ).fetchone()
+        return int(row[0])
+
+    def _before(self, conn: Connection, cursor: Any, statement: str, *_: Any) -> None:
+        if self._is_confirm(statement):
+            self.before = self._position(conn, cursor)
+
+    def _after(self, conn: Connection, cursor: Any, statement: str, *_: Any) -> None:
+        if not self._is_confirm(statement):
+            return
+        marker = "?" if conn.dialect.name == "sqlite" else "%s"
+        rows = cursor.connection.execute(
+            f"SELECT trnr FROM records WHERE sbs1 = {marker}"
+            f" AND trnr > {marker} AND trnr <= {marker}",
+            (self.sbs1, self.before, self._position(conn, cursor)),
         ).fetchall()
         self.confirmed = {row[0] for row in rows}
 

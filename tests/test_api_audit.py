@@ -1,4 +1,4 @@
-"""LstCus and CnfCus record the user who listed and confirmed each record."""
+"""LstCus and CnfCus record the user who listed and who confirmed records."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from api_server import POS1, RunningServer, add_customers, running_api
+from outbox_states import record_states
 from posoutbox.db import schema
 
 
@@ -17,15 +18,15 @@ def api(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[RunningS
         yield server
 
 
-def _states_by_user(api: RunningServer) -> list[tuple[str, str, str]]:
-    records = schema.records
+def _moves(api: RunningServer) -> list[tuple[str, str]]:
+    moves = schema.outbox_moves
     with api.db.reading() as conn:
         rows = conn.execute(
-            sa.select(records.c.state, records.c.listed_by, records.c.confirmed_by)
-            .where(records.c.sbs1 == "S1")
-            .distinct()
+            sa.select(moves.c.kind, moves.c.moved_by)
+            .where(moves.c.sbs1 == "S1")
+            .order_by(moves.c.move_id)
         ).all()
-    return sorted((row.state, row.listed_by, row.confirmed_by) for row in rows)
+    return [(row.kind, row.moved_by) for row in rows]
 
 
 def test_list_and_confirm_record_user(api: RunningServer) -> None:
@@ -35,8 +36,10 @@ def test_list_and_confirm_record_user(api: RunningServer) -> None:
     with api.client(POS1) as client:
         listed = client.get(f"{path}/LstCus", params={"SBS1": "S1"})
         assert listed.status_code == 200
-        assert _states_by_user(api) == [("listed", POS1, "")]
+        assert _moves(api) == [("listed", POS1)]
+        assert set(record_states(api.db, "S1").values()) == {"listed"}
 
         confirmed = client.get(f"{path}/CnfCus", params={"SBS1": "S1"})
         assert confirmed.status_code == 200
-    assert _states_by_user(api) == [("confirmed", POS1, POS1)]
+    assert _moves(api) == [("listed", POS1), ("confirmed", POS1)]
+    assert set(record_states(api.db, "S1").values()) == {"confirmed"}

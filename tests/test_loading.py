@@ -115,7 +115,6 @@ def outbox_of(db: Database, sbs1: str) -> dict[str, list[tuple[Any, ...]]]:
                 row.acct,
                 row.record_key,
                 row.data,
-                row.state,
                 row.origin,
                 shop_numbers[row.set_id],
             )

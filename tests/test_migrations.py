@@ -7,6 +7,7 @@ index predicates and the TRNR sequence that storage relies on.
 
 from __future__ import annotations
 
+import datetime
 import re
 import uuid
 from collections.abc import Iterator
@@ -22,9 +23,11 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from conftest import postgresql_base_url
+from outbox_states import record_states
+from posoutbox import outbox
 from posoutbox.db import migrate, schema
 from posoutbox.db.storage import Database, normalise_url, open_database
-from posoutbox.errors import SchemaNotCurrent
+from posoutbox.errors import RuleViolation, SchemaNotCurrent
 
 
 @pytest.fixture
@@ -216,3 +219,127 @@ def test_downgrade_and_upgrade_again(db: Database) -> None:
     migrate.upgrade(db)
     assert _structure(db) == before
     assert _differences(db) == []
+
+
+def _database_at(url: str, revision: str) -> Database:
+    database = open_database(url)
+    migrate.upgrade(database, revision)
+    return database
+
+
+def test_record_states_become_positions(database_url: str) -> None:
+    """Upgrading to outbox positions keeps every record's state, and the time
+    and user of each listing and confirmation that cleanup and the audit use."""
+    db = _database_at(database_url, "0004")
+    day_one = datetime.datetime(2026, 11, 1, 8, 0)
+    day_two = datetime.datetime(2026, 11, 2, 8, 0)
+    # S1: records 1-2 confirmed on day one, 3 confirmed on day two, 4-5
+    # listed, 6 new. S2 has only new records, S3 none at all.
+    rows = [
+        (1, "S1", "confirmed", day_one, "pos-a", day_one, "pos-a"),
+        (2, "S1", "confirmed", day_one, "pos-a", day_one, "pos-a"),
+        (3, "S1", "confirmed", day_two, "pos-b", day_two, "pos-b"),
+        (4, "S1", "listed", day_two, "pos-b", None, ""),
+        (5, "S1", "listed", day_two, "pos-b", None, ""),
+        (6, "S1", "new", None, "", None, ""),
+        (7, "S2", "new", None, "", None, ""),
+    ]
+    with db.transaction() as conn:
+        for sbs1 in ("S1", "S2", "S3"):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO subscribers (sbs1, name, changed_at, changed_by) "
+                    "VALUES (:sbs1, '', :now, '')"
+                ),
+                {"sbs1": sbs1, "now": day_one},
+            )
+        for trnr, sbs1, state, listed_at, listed_by, confirmed_at, confirmed_by in rows:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO records (trnr, sbs1, trtp, acct, cuno, data, set_id, "
+                    "origin, state, created_at, listed_at, listed_by, confirmed_at, "
+                    "confirmed_by) VALUES (:trnr, :sbs1, 'OCUSMA', '*UPD', 'C1', "
+                    "'C1', 1, 'net', :state, :created, :listed_at, :listed_by, "
+                    ":confirmed_at, :confirmed_by)"
+                ),
+                {
+                    "trnr": trnr,
+                    "sbs1": sbs1,
+                    "state": state,
+                    "created": day_one,
+                    "listed_at": listed_at,
+                    "listed_by": listed_by,
+                    "confirmed_at": confirmed_at,
+                    "confirmed_by": confirmed_by,
+                },
+            )
+    db.close()
+
+    db = _database_at(database_url, "head")
+    try:
+        assert record_states(db) == {
+            1: "confirmed",
+            2: "confirmed",
+            3: "confirmed",
+            4: "listed",
+            5: "listed",
+            6: "new",
+            7: "new",
+        }
+        moves = schema.outbox_moves
+        with db.reading() as conn:
+            positions = conn.execute(
+                sa.select(schema.outbox_positions).order_by("sbs1")
+            ).all()
+            history = conn.execute(
+                sa.select(
+                    moves.c.sbs1, moves.c.kind, moves.c.trnr, moves.c.moved_by
+                ).order_by(moves.c.kind, moves.c.trnr)
+            ).all()
+        assert [tuple(row) for row in positions] == [
+            ("S1", 5, 3),
+            ("S2", 0, 0),
+            ("S3", 0, 0),
+        ]
+        assert [tuple(row) for row in history] == [
+            ("S1", "confirmed", 2, "pos-a"),
+            ("S1", "confirmed", 3, "pos-b"),
+            ("S1", "listed", 2, "pos-a"),
+            ("S1", "listed", 5, "pos-b"),
+        ]
+        # Confirmed before day two: records 1 and 2 only.
+        removed = outbox.cleanup(db, sbs1="S1", before=day_two.date())
+        assert dict(removed.removed) == {"S1": 2}
+        assert sorted(record_states(db)) == [3, 4, 5, 6, 7]
+    finally:
+        db.close()
+
+
+def test_records_out_of_order_stop_the_upgrade(database_url: str) -> None:
+    """A new record below a listed one cannot be kept as a position: the
+    upgrade stops and changes nothing."""
+    db = _database_at(database_url, "0004")
+    now = datetime.datetime(2026, 11, 1, 8, 0)
+    with db.transaction() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO subscribers (sbs1, name, changed_at, changed_by) "
+                "VALUES ('S1', '', :now, '')"
+            ),
+            {"now": now},
+        )
+        for trnr, state in ((1, "new"), (2, "listed")):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO records (trnr, sbs1, trtp, acct, cuno, data, set_id, "
+                    "origin, state, created_at) VALUES (:trnr, 'S1', 'OCUSMA', "
+                    "'*UPD', 'C1', 'C1', 1, 'net', :state, :now)"
+                ),
+                {"trnr": trnr, "state": state, "now": now},
+            )
+    try:
+        with pytest.raises(RuleViolation, match="subscriber\\(s\\) S1 are not listed"):
+            migrate.upgrade(db)
+        assert migrate.current_revision(db) == "0004"
+    finally:
+        db.close()

@@ -57,10 +57,9 @@ def write_record(db: Database, conn: sa.Connection, cuno: str) -> None:
             "data",
             "set_id",
             "origin",
-            "state",
             "created_at",
         ),
-        [(SBS1, "OCUSMA", "*UPD", cuno, cuno, set_id, "net", outbox.NEW, utcnow())],
+        [(SBS1, "OCUSMA", "*UPD", cuno, cuno, set_id, "net", utcnow())],
     )
 
 

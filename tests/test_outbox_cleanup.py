@@ -14,6 +14,7 @@ from collections import defaultdict
 import pytest
 import sqlalchemy as sa
 
+from outbox_states import record_states
 from posoutbox import customers, outbox, shops, transfer
 from posoutbox.db import schema
 from posoutbox.db.sets import load_members
@@ -63,6 +64,7 @@ def counted_record_by_record(
         shop_rows = conn.execute(sa.select(schema.shops)).all()
         rows = conn.execute(sa.select(schema.records)).all()
         members = load_members(conn, {row.set_id for row in rows})
+    state_of = record_states(db)
     whlo_by_id = {row.shop_id: row.whlo for row in shop_rows}
     for shop in shop_rows:
         if shop.deleted_at is None and sbs1 in (None, shop.sbs1):
@@ -72,8 +74,9 @@ def counted_record_by_record(
             continue
         for shop_id in members[row.set_id]:
             key = (row.sbs1, whlo_by_id[shop_id])
-            counts[key][row.state] += 1
-            if row.state != outbox.CONFIRMED and (
+            state = state_of[row.trnr]
+            counts[key][state] += 1
+            if state != outbox.CONFIRMED and (
                 key not in oldest or row.created_at < oldest[key]
             ):
                 oldest[key] = row.created_at
@@ -103,27 +106,13 @@ def backlog_counts(
 
 
 def confirmed_count(db: Database, sbs1: str) -> int:
-    records = schema.records
-    with db.reading() as conn:
-        return int(
-            conn.execute(
-                sa.select(sa.func.count()).where(
-                    records.c.sbs1 == sbs1, records.c.state == outbox.CONFIRMED
-                )
-            ).scalar_one()
-        )
+    states = record_states(db, sbs1).values()
+    return sum(1 for state in states if state == outbox.CONFIRMED)
 
 
 def unconfirmed_trnrs(db: Database) -> list[int]:
-    records = schema.records
-    with db.reading() as conn:
-        return list(
-            conn.execute(
-                sa.select(records.c.trnr)
-                .where(records.c.state != outbox.CONFIRMED)
-                .order_by(records.c.trnr)
-            ).scalars()
-        )
+    states = record_states(db)
+    return sorted(trnr for trnr, state in states.items() if state != outbox.CONFIRMED)
 
 
 def test_backlog_matches_record_count(db: Database) -> None:

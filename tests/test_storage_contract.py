@@ -280,12 +280,16 @@ def test_trnrs_increase_after_cleanup_removed_highest(db: Database) -> None:
                     "data": "C1",
                     "set_id": 0,
                     "origin": "net",
-                    "state": "confirmed",
                     "created_at": now,
-                    "confirmed_at": now,
                 }
                 for trnr in numbers
             ],
+        )
+        # Listed and confirmed up to the highest of them.
+        conn.execute(
+            sa.insert(schema.outbox_positions).values(
+                sbs1="S1", listed_trnr=numbers[-1], confirmed_trnr=numbers[-1]
+            )
         )
 
     assert outbox.cleanup(db).total == 4

@@ -28,7 +28,7 @@ from prometheus_client import (
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
-from posoutbox import outbox
+from posoutbox import outbox, positions
 from posoutbox.db import schema
 from posoutbox.db.storage import Database, insert_ignoring_conflicts, utcnow
 from posoutbox.errors import Busy
@@ -140,8 +140,14 @@ class _OutboxCollector:
             labels=["sbs1", "state"],
         )
         records = schema.records
-        query = sa.select(records.c.sbs1, records.c.state, sa.func.count()).group_by(
-            records.c.sbs1, records.c.state
+        positions_table = schema.outbox_positions
+        state = positions.state_of_record(records.c.trnr)
+        query = (
+            sa.select(records.c.sbs1, state, sa.func.count())
+            .join_from(
+                records, positions_table, positions_table.c.sbs1 == records.c.sbs1
+            )
+            .group_by(records.c.sbs1, state)
         )
         with self.db.reading() as conn:
             for sbs1, state, count in conn.execute(query):

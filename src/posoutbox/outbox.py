@@ -4,39 +4,35 @@ These are the functions behind OPS600MI LstCus and CnfCus, the CLI's ``outbox``
 commands and the console. A record is new until a listing returns it, listed
 until a confirmation covers it, then confirmed. Only listed records are ever
 confirmed, so a record created between a POS's LstCus and its CnfCus stays
-unconfirmed until a later listing returns it.
+unconfirmed until a later listing returns it. The states are kept as two
+positions per subscriber (see ``posoutbox.positions``), not on each record.
 """
 
 from __future__ import annotations
 
 import datetime
 import logging
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from posoutbox import fields, layouts, shops
+from posoutbox import fields, layouts, positions, shops
 from posoutbox.db import schema
 from posoutbox.db.sets import ShopSetCache
-from posoutbox.db.storage import Database, one_of, utcnow
+from posoutbox.db.storage import Database, utcnow
 from posoutbox.errors import InvalidValue
+from posoutbox.positions import CONFIRMED, LISTED, NEW, STATES, Positions
 
 logger = logging.getLogger(__name__)
-
-NEW = "new"
-LISTED = "listed"
-CONFIRMED = "confirmed"
-STATES = (NEW, LISTED, CONFIRMED)
 
 #: Records a listing returns when the caller sets no maximum, as M3 does.
 DEFAULT_MAX_RECORDS = 100
 
-# The columns a listing reads: everything OutboxRecord holds, without the
-# timestamps and user names of listing and confirming.
+# The columns a listing reads: every field of OutboxRecord but its state.
 _RECORD_COLUMNS = (
     schema.records.c.trnr,
     schema.records.c.sbs1,
@@ -45,7 +41,6 @@ _RECORD_COLUMNS = (
     schema.records.c.cuno,
     schema.records.c.data,
     schema.records.c.set_id,
-    schema.records.c.state,
     schema.records.c.origin,
     schema.records.c.created_at,
 )
@@ -56,9 +51,12 @@ _SET_ID = [column.name for column in _RECORD_COLUMNS].index("set_id")
 CLEANUP_CHUNK = 20_000
 
 
-@dataclass(frozen=True)
-class OutboxRecord:
-    """A transfer record with its mailing list as WHLO values."""
+class OutboxRecord(NamedTuple):
+    """A transfer record with its mailing list as WHLO values.
+
+    A named tuple, because a listing makes a thousand at a time: as a frozen
+    dataclass, making 1,000 took 3.5 ms against 1.2 ms (Python 3.11).
+    """
 
     trnr: int
     sbs1: str
@@ -124,37 +122,42 @@ def list_records(
     records = schema.records
     with db.transaction() as conn:
         shops.require_subscriber(conn, sbs1)
+        position = positions.lock(conn, sbs1)
         # sbs1 is bounded by a range and kept in the ORDER BY, so that only
-        # ix_records_unconfirmed (sbs1, trnr) returns the rows in order. Given
+        # ix_records_subscriber (sbs1, trnr) returns the rows in order. Given
         # sbs1 = :sbs1, PostgreSQL drops sbs1 from the ordering and may walk
-        # the primary key in TRNR order instead, through every confirmed
-        # record older than the backlog. PostgreSQL 15 did so on an outbox of
-        # 2,000,000 records filled by bench/explain_plans.py: 2.3 s per call.
-        query = (
+        # the primary key in TRNR order instead, through the records of every
+        # other subscriber. PostgreSQL 15 did so on an outbox of 2,000,000
+        # records filled by bench/explain_plans.py: 2.3 s per call.
+        page = (
             sa.select(*_RECORD_COLUMNS)
-            .where(
-                records.c.sbs1 >= sbs1,
-                records.c.sbs1 <= sbs1,
-                records.c.state != CONFIRMED,
-                db.listable(records.c.trnr, sbs1),
-            )
+            .where(records.c.sbs1 >= sbs1, records.c.sbs1 <= sbs1)
             .order_by(records.c.sbs1, records.c.trnr)
-            .with_for_update(of=records)
         )
-        if limit is not None:
-            query = query.limit(limit)
-        rows = conn.execute(query).all()
-        new = [row.trnr for row in rows if row.state == NEW]
-        if new:
-            # The TRNRs go in one parameter. An IN list of a thousand values is
-            # a new statement text for each page length, which SQLAlchemy
-            # renders and PostgreSQL parses and plans anew on every call.
-            conn.execute(
-                sa.update(records)
-                .where(one_of(conn, records.c.trnr, new), records.c.state == NEW)
-                .values(state=LISTED, listed_at=utcnow(), listed_by=user)
+        # Listed records come first. They never change, so they are read
+        # without locks.
+        rows: list[sa.Row[Any]] = []
+        if position.listed > position.confirmed:
+            listed_ones = page.where(
+                records.c.trnr > position.confirmed, records.c.trnr <= position.listed
             )
-        listed = _to_records(conn, rows, state=LISTED)
+            if limit is not None:
+                listed_ones = listed_ones.limit(limit)
+            rows.extend(conn.execute(listed_ones).all())
+        # New records are locked: an export or a net transfer coalesces a new
+        # record in place while holding its lock, and the listing then waits
+        # and returns the record as coalesced. A batch that finds the record
+        # listed after waiting for its lock leaves it alone.
+        if limit is None or len(rows) < limit:
+            new_ones = page.where(
+                records.c.trnr > position.listed, db.listable(records.c.trnr, sbs1)
+            ).with_for_update(of=records)
+            if limit is not None:
+                new_ones = new_ones.limit(limit - len(rows))
+            rows.extend(conn.execute(new_ones).all())
+        if rows and rows[-1].trnr > position.listed:
+            positions.move(conn, sbs1, LISTED, rows[-1].trnr, user)
+        listed = _to_records(conn, rows, lambda trnr: LISTED)
     if listed:
         logger.debug(
             "listed %d records",
@@ -181,25 +184,26 @@ def browse_records(
     """Read a subscriber's records without marking them, for operators."""
     sbs1 = str(fields.validate_key("SBS1", sbs1))
     records = schema.records
-    query = (
-        sa.select(*_RECORD_COLUMNS)
-        .where(
-            records.c.sbs1 == sbs1,
-            records.c.state.in_(list(states)),
-            records.c.trnr > after_trnr,
-        )
-        .order_by(records.c.trnr)
-        .limit(limit)
-    )
-    if cuno is not None:
-        query = query.where(records.c.cuno == cuno)
     with db.reading() as conn:
         shops.require_subscriber(conn, sbs1)
-        return _to_records(conn, conn.execute(query).all())
+        position = positions.read(conn, [sbs1]).get(sbs1, Positions())
+        query = (
+            sa.select(*_RECORD_COLUMNS)
+            .where(
+                records.c.sbs1 == sbs1,
+                position.in_states(records.c.trnr, states),
+                records.c.trnr > after_trnr,
+            )
+            .order_by(records.c.trnr)
+            .limit(limit)
+        )
+        if cuno is not None:
+            query = query.where(records.c.cuno == cuno)
+        return _to_records(conn, conn.execute(query).all(), position.state_of)
 
 
 def _to_records(
-    conn: Connection, rows: Sequence[sa.Row[Any]], state: str = ""
+    conn: Connection, rows: Sequence[sa.Row[Any]], state_of: Callable[[int], str]
 ) -> list[OutboxRecord]:
     if not rows:
         return []
@@ -216,7 +220,7 @@ def _to_records(
             cuno=cuno,
             data=data,
             shops=whlos[set_id],
-            state=state or row_state,
+            state=state_of(trnr),
             origin=origin,
             created_at=created_at,
         )
@@ -228,7 +232,6 @@ def _to_records(
             cuno,
             data,
             set_id,
-            row_state,
             origin,
             created_at,
         ) in rows
@@ -262,33 +265,20 @@ def confirm_records(
     if up_to is not None:
         up_to = int(fields.validate_key("TRNR", up_to))
     records = schema.records
-    conditions = [records.c.sbs1 == sbs1, records.c.state == LISTED]
-    if up_to is not None:
-        conditions.append(records.c.trnr <= up_to)
-    # The rows are locked in TRNR order, the order a listing locks them in.
-    # Locked in the order of the UPDATE's plan instead (a sequential scan
-    # follows the heap, not TRNR), a confirmation and a listing of the same
-    # records can deadlock on PostgreSQL. ix_records_listed holds only listed
-    # records, so it returns them in that order without walking the others.
-    locking = (
-        sa.select(records.c.trnr)
-        .where(*conditions)
-        .order_by(records.c.trnr)
-        .with_for_update()
-    )
     with db.transaction() as conn:
         shops.require_subscriber(conn, sbs1)
-        # Two statements: as a subquery of the UPDATE, PostgreSQL 15 ran the
-        # locking SELECT again for every listed record, which took 320 ms to
-        # confirm a page of 1,000 records.
-        locked = conn.execute(locking).scalars().all()
+        position = positions.lock(conn, sbs1)
+        last = position.listed if up_to is None else min(up_to, position.listed)
         confirmed = 0
-        if locked:
+        if last > position.confirmed:
             confirmed = conn.execute(
-                sa.update(records)
-                .where(one_of(conn, records.c.trnr, locked), records.c.state == LISTED)
-                .values(state=CONFIRMED, confirmed_at=utcnow(), confirmed_by=user)
-            ).rowcount
+                sa.select(sa.func.count()).where(
+                    records.c.sbs1 == sbs1,
+                    records.c.trnr > position.confirmed,
+                    records.c.trnr <= last,
+                )
+            ).scalar_one()
+            positions.move(conn, sbs1, CONFIRMED, last, user)
     if confirmed:
         logger.info(
             "confirmed %d records",
@@ -373,30 +363,42 @@ def _backlog_query(
     set and state, and all records per shop set.
 
     Grouping the whole table reads every confirmed record, and most records
-    are confirmed. The unconfirmed ones come through ix_records_unconfirmed,
-    and the totals per set from ix_records_set_id alone (an index-only scan on
-    PostgreSQL once vacuum has marked the pages all-visible), so the confirmed
-    counts are the differences. One statement reads one snapshot, so a record
-    confirmed meanwhile cannot be counted twice or not at all.
+    are confirmed. The unconfirmed ones, those after their subscriber's
+    confirmed position, come through ix_records_subscriber, and the totals per
+    set from ix_records_set_id alone (an index-only scan on PostgreSQL once
+    vacuum has marked the pages all-visible), so the confirmed counts are the
+    differences. One statement reads one snapshot, so a record confirmed
+    meanwhile cannot be counted twice or not at all.
     """
     records = schema.records
     sets = schema.shop_sets
+    positions_table = schema.outbox_positions
+    # Only records after the confirmed position are joined, so every state
+    # here is new or listed.
+    state = positions.state_of_record(records.c.trnr).label("state")
     unconfirmed = (
         sa.select(
             records.c.sbs1,
             records.c.set_id,
-            records.c.state,
+            state,
             sa.func.count().label("count"),
             sa.func.min(records.c.created_at).label("oldest"),
         )
-        .where(records.c.state != CONFIRMED)
-        .group_by(records.c.sbs1, records.c.set_id, records.c.state)
+        .join_from(
+            positions_table,
+            records,
+            sa.and_(
+                records.c.sbs1 == positions_table.c.sbs1,
+                records.c.trnr > positions_table.c.confirmed_trnr,
+            ),
+        )
+        .group_by(records.c.sbs1, records.c.set_id, state)
     )
     totals = sa.select(records.c.set_id, sa.func.count().label("count")).group_by(
         records.c.set_id
     )
     if sbs1 is not None:
-        unconfirmed = unconfirmed.where(records.c.sbs1 == sbs1)
+        unconfirmed = unconfirmed.where(positions_table.c.sbs1 == sbs1)
     if not confirmed:
         return unconfirmed
     if sbs1 is not None:
@@ -473,40 +475,49 @@ def cleanup(
     each its own transaction, so listing and confirming go on meanwhile. Mailing
     lists that no record or holding uses any more are removed with them.
     """
-    records = schema.records
-    conditions = [records.c.state == CONFIRMED]
     if sbs1 is not None:
         sbs1 = str(fields.validate_key("SBS1", sbs1))
-        conditions.append(records.c.sbs1 == sbs1)
-    if before is not None:
-        conditions.append(
-            records.c.confirmed_at < datetime.datetime.combine(before, datetime.time())
-        )
     result = CleanupResult(preview=preview)
+    records = schema.records
+    with db.reading() as conn:
+        if sbs1 is not None:
+            shops.require_subscriber(conn, sbs1)
+        found = positions.read(conn, [sbs1] if sbs1 else None)
+        # A subscriber's records up to its confirmed position are confirmed,
+        # and those confirmed before the date are the ones the last
+        # confirmation before it reached.
+        limits: dict[str, int] = {}
+        for subscriber, position in sorted(found.items()):
+            limit = position.confirmed
+            if before is not None:
+                cutoff = datetime.datetime.combine(before, datetime.time())
+                limit = min(limit, positions.confirmed_before(conn, subscriber, cutoff))
+            if limit > 0:
+                limits[subscriber] = limit
+        if preview:
+            for subscriber, limit in limits.items():
+                count = conn.execute(
+                    sa.select(sa.func.count()).where(
+                        records.c.sbs1 == subscriber, records.c.trnr <= limit
+                    )
+                ).scalar_one()
+                if count:
+                    result.removed[subscriber] = int(count)
+            return result
 
-    if sbs1 is not None or preview:
-        with db.reading() as conn:
-            if sbs1 is not None:
-                shops.require_subscriber(conn, sbs1)
-            if preview:
-                counts = conn.execute(
-                    sa.select(records.c.sbs1, sa.func.count())
-                    .where(*conditions)
-                    .group_by(records.c.sbs1)
-                ).all()
-                result.removed.update({row[0]: row[1] for row in counts})
-                return result
-
-    while True:
+    for subscriber, limit in limits.items():
+        after = 0
+        while True:
+            with db.transaction() as conn:
+                removed, after = _remove_chunk(conn, subscriber, after, limit)
+            if removed:
+                result.removed[subscriber] += removed
+            if after >= limit:
+                break
         with db.transaction() as conn:
-            removed = _remove_chunk(conn, conditions)
-        for subscriber, count in removed.items():
-            result.removed[subscriber] += count
-        if sum(removed.values()) < CLEANUP_CHUNK:
-            break
-
-    for subscriber in sorted(result.removed):
-        result.shop_sets_removed += _remove_unused_shop_sets(db, subscriber)
+            positions.forget_moves_up_to(conn, subscriber, limit)
+        if result.removed.get(subscriber):
+            result.shop_sets_removed += _remove_unused_shop_sets(db, subscriber)
     logger.info(
         "cleanup removed %d records",
         result.total,
@@ -516,62 +527,30 @@ def cleanup(
 
 
 def _remove_chunk(
-    conn: Connection, conditions: Sequence[sa.ColumnElement[bool]]
-) -> dict[str, int]:
-    """Remove up to CLEANUP_CHUNK records that meet the conditions, oldest
-    confirmation first; return how many were removed per subscriber."""
-    records = schema.records
-    # Oldest first through ix_records_confirmed. Without an order, a sequential
-    # scan would step again over the dead rows of every earlier chunk, which
-    # only a vacuum removes.
-    if conn.dialect.name != "postgresql":
-        chunk = (
-            sa.select(records.c.trnr)
-            .where(*conditions)
-            .order_by(records.c.confirmed_at)
-            .limit(CLEANUP_CHUNK)
-        ).scalar_subquery()
-        deleted = (
-            conn.execute(
-                sa.delete(records)
-                .where(records.c.trnr.in_(chunk))
-                .returning(records.c.sbs1)
-            )
-            .scalars()
-            .all()
-        )
-        return dict(Counter(deleted))
+    conn: Connection, sbs1: str, after: int, limit: int
+) -> tuple[int, int]:
+    """Remove up to CLEANUP_CHUNK records of a subscriber after TRNR ``after``
+    and up to ``limit``; return how many were removed and the TRNR reached.
 
-    # PostgreSQL deletes the chosen rows by their ctid. A Tid Scan reads each
-    # heap tuple directly, while a match on trnr descends pk_records once per
-    # row. In EXPLAIN ANALYZE on PostgreSQL 15, with records filled by
-    # bench/fill.py, a chunk of 20,000 took 55 ms this way and 145 ms by trnr.
-    # The DELETE repeats none of the conditions, because the planner then
-    # filtered ix_records_confirmed by ctid instead, which took 322 s for one
-    # chunk when the statistics predated the fill. A row that another
-    # transaction changes meanwhile gets a new ctid, fails the recheck and
-    # stays. Confirmed records are never changed, so none is missed that way.
-    # Counting in the statement spares sending each removed record's sbs1 to
-    # Python.
-    chosen = (
-        sa.select(sa.literal_column("ctid"))
-        .select_from(records)
-        .where(*conditions)
-        .order_by(records.c.confirmed_at)
-        .limit(CLEANUP_CHUNK)
-        .correlate(None)
-        .scalar_subquery()
-    )
-    removed = (
-        sa.delete(records)
-        .where(sa.literal_column("records.ctid") == sa.any_(sa.func.array(chosen)))
-        .returning(records.c.sbs1)
-        .cte("removed")
-    )
-    rows = conn.execute(
-        sa.select(removed.c.sbs1, sa.func.count()).group_by(removed.c.sbs1)
-    ).all()
-    return {row[0]: int(row[1]) for row in rows}
+    Confirmed records never change, so no lock is needed. Each chunk starts
+    where the last one ended: started from the beginning, an index scan would
+    step again over the entries of every record removed before, which only a
+    vacuum removes.
+    """
+    records = schema.records
+    in_range = (records.c.sbs1 == sbs1, records.c.trnr > after)
+    last = conn.execute(
+        sa.select(records.c.trnr)
+        .where(*in_range, records.c.trnr <= limit)
+        .order_by(records.c.trnr)
+        .offset(CLEANUP_CHUNK - 1)
+        .limit(1)
+    ).scalar()
+    reached = limit if last is None else int(last)
+    removed = conn.execute(
+        sa.delete(records).where(*in_range, records.c.trnr <= reached)
+    ).rowcount
+    return int(removed), reached
 
 
 def _remove_unused_shop_sets(db: Database, sbs1: str) -> int:
@@ -602,3 +581,20 @@ def _remove_unused_shop_sets(db: Database, sbs1: str) -> int:
             )
             conn.execute(sa.delete(sets).where(sets.c.set_id.in_(set_ids)))
     return len(set_ids)
+
+
+__all__ = [
+    "CONFIRMED",
+    "DEFAULT_MAX_RECORDS",
+    "LISTED",
+    "NEW",
+    "STATES",
+    "Backlog",
+    "CleanupResult",
+    "OutboxRecord",
+    "backlog",
+    "browse_records",
+    "cleanup",
+    "confirm_records",
+    "list_records",
+]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from posoutbox import changelog, fields, rules
+from posoutbox import changelog, fields, positions, rules
 from posoutbox.db import schema
 from posoutbox.db.storage import Database, increment_counter, read_counter, utcnow
 from posoutbox.errors import AlreadyExists, InvalidValue, NotFound, RuleViolation
@@ -52,6 +52,7 @@ def add_subscriber(db: Database, sbs1: str, *, name: str = "", user: str = "") -
                 sbs1=sbs1, name=name, changed_at=utcnow(), changed_by=user
             )
         )
+        positions.start(conn, sbs1)
     logger.info("subscriber added", extra={"action": "subscriber_add", "sbs1": sbs1})
 
 
@@ -144,9 +145,10 @@ def delete_subscriber(db: Database, sbs1: str, *, user: str = "") -> None:
                 field="SBS1",
             )
         records = schema.records
+        confirmed = positions.read(conn, [sbs1])[sbs1].confirmed
         unconfirmed = conn.execute(
             sa.select(sa.func.count()).where(
-                records.c.sbs1 == sbs1, records.c.state != "confirmed"
+                records.c.sbs1 == sbs1, records.c.trnr > confirmed
             )
         ).scalar_one()
         if unconfirmed:
@@ -166,6 +168,7 @@ def delete_subscriber(db: Database, sbs1: str, *, user: str = "") -> None:
             schema.open_batches,
         ):
             conn.execute(sa.delete(table).where(table.c.sbs1 == sbs1))
+        positions.forget(conn, sbs1)
         set_ids = sa.select(schema.shop_sets.c.set_id).where(
             schema.shop_sets.c.sbs1 == sbs1
         )

@@ -32,7 +32,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from posoutbox import fields, shops
+from posoutbox import fields, positions, shops
 from posoutbox.changelog import SHOP_SETTINGS
 from posoutbox.db import loading, schema
 from posoutbox.db.sets import ShopSetCache, load_members
@@ -1057,9 +1057,17 @@ def _load_batches(
     ).all()
 
     # Locked, so that a concurrent LstCus cannot list a record while it is being
-    # coalesced. A record listed first is no longer new and is left alone.
+    # coalesced: a listing locks the records it returns, in the same
+    # transaction that moves the listed position. The positions are read
+    # before, to lock no listed record, and again once the locks are held: a
+    # listing that held a lock first has committed by then, and its records
+    # are no longer new.
     records = schema.records
-    new_rows = conn.execute(
+    first_new = min(
+        (position.listed for position in positions.read(conn, subscribers).values()),
+        default=0,
+    )
+    locked_rows = conn.execute(
         sa.select(
             records.c.trnr,
             records.c.sbs1,
@@ -1072,12 +1080,21 @@ def _load_batches(
         )
         .where(
             records.c.sbs1.in_(subscribers),
-            records.c.state == "new",
+            records.c.trnr > first_new,
             *_among(conn, records.c.cuno, cunos),
         )
         .order_by(records.c.trnr)
         .with_for_update()
     ).all()
+    new_rows = locked_rows
+    if locked_rows:
+        listed_up_to = {
+            sbs1: position.listed
+            for sbs1, position in positions.read(conn, subscribers).items()
+        }
+        new_rows = [
+            row for row in locked_rows if row.trnr > listed_up_to.get(row.sbs1, 0)
+        ]
 
     members = load_members(
         conn, {row.set_id for row in holding_rows} | {row.set_id for row in new_rows}
@@ -1156,7 +1173,6 @@ _RECORD_COLUMNS = (
     "data",
     "set_id",
     "origin",
-    "state",
     "run_id",
     "created_at",
 )
@@ -1210,7 +1226,6 @@ def _write_batch(
                     record.data.rstrip(" "),
                     sets.intern(record.shops),
                     origin,
-                    "new",
                     run_id,
                     now,
                 )

@@ -99,7 +99,6 @@ def insert_initial_loads(
         "sbs1": sbs1,
         "acct": UPDATE,
         "origin": origin,
-        "state": "new",
         "run_id": run_id,
         "created_at": now,
     }
@@ -116,7 +115,6 @@ def insert_initial_loads(
         union.c.data,
         union.c.set_id,
         value["origin"],
-        value["state"],
         value["run_id"],
         value["created_at"],
     ]

@@ -249,48 +249,53 @@ records = sa.Table(
     sa.Column("data", sa.String(962), nullable=False),
     sa.Column("set_id", sa.Integer, nullable=False),
     sa.Column("origin", sa.String(8), nullable=False),
-    sa.Column("state", sa.String(9), nullable=False),
     sa.Column("run_id", sa.Integer, nullable=True),
     sa.Column("created_at", Timestamp, nullable=False),
-    sa.Column("listed_at", Timestamp, nullable=True),
-    sa.Column("confirmed_at", Timestamp, nullable=True),
-    sa.Column("listed_by", sa.String(64), nullable=False, server_default=""),
-    sa.Column("confirmed_by", sa.String(64), nullable=False, server_default=""),
-    sa.Index(
-        "ix_records_unconfirmed",
-        "sbs1",
-        "trnr",
-        sqlite_where=sa.text("state <> 'confirmed'"),
-        postgresql_where=sa.text("state <> 'confirmed'"),
-    ),
-    sa.Index(
-        "ix_records_new_by_customer",
-        "sbs1",
-        "cuno",
-        sqlite_where=sa.text("state = 'new'"),
-        postgresql_where=sa.text("state = 'new'"),
-    ),
-    # CnfCus locks a subscriber's listed records in TRNR order. Only a few
-    # records per subscriber are listed at a time, so this index returns them
-    # in order without walking the new ones of a long backlog.
-    sa.Index(
-        "ix_records_listed",
-        "sbs1",
-        "trnr",
-        sqlite_where=sa.text("state = 'listed'"),
-        postgresql_where=sa.text("state = 'listed'"),
-    ),
-    # Cleanup removes confirmed records oldest first, of all subscribers or
-    # one, so confirmed_at leads.
-    sa.Index(
-        "ix_records_confirmed",
-        "confirmed_at",
-        "sbs1",
-        sqlite_where=sa.text("state = 'confirmed'"),
-        postgresql_where=sa.text("state = 'confirmed'"),
-    ),
+    # Listing, confirming and cleanup read a subscriber's records in TRNR
+    # order, from its confirmed position on.
+    sa.Index("ix_records_subscriber", "sbs1", "trnr"),
+    # A batch looks up the new records of its customers to coalesce them.
+    # cuno leads, so that the index is no candidate for reading a subscriber's
+    # records in TRNR order. Led by sbs1 and ending with trnr, it was chosen
+    # for cleanup chunks when the statistics predated a large fill, and each
+    # chunk walked every index entry of the subscriber.
+    sa.Index("ix_records_customer", "cuno", "sbs1"),
     # Cleanup looks up whether any record still uses a shop set.
     sa.Index("ix_records_set_id", "set_id"),
+)
+
+# How far each subscriber's POS has got through its records. Records come to
+# a POS in TRNR order, listed ones first, so a subscriber's records up to
+# confirmed_trnr are confirmed, the ones after it up to listed_trnr are listed,
+# and the rest are new. Listing and confirming move these positions instead of
+# changing every record.
+outbox_positions = sa.Table(
+    "outbox_positions",
+    metadata,
+    sa.Column("sbs1", sa.String(10), primary_key=True),
+    sa.Column("listed_trnr", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("confirmed_trnr", sa.BigInteger, nullable=False, server_default="0"),
+)
+
+# Every move of a position: who listed or confirmed a subscriber's records, when,
+# and up to which TRNR. A record was confirmed by the first confirmation whose
+# trnr reaches it, which is how cleanup finds the records confirmed before a
+# date.
+outbox_moves = sa.Table(
+    "outbox_moves",
+    metadata,
+    sa.Column(
+        "move_id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("sbs1", sa.String(10), nullable=False),
+    sa.Column("kind", sa.String(9), nullable=False),
+    sa.Column("trnr", sa.BigInteger, nullable=False),
+    sa.Column("moved_at", Timestamp, nullable=False),
+    sa.Column("moved_by", sa.String(64), nullable=False, server_default=""),
+    sa.Index("ix_outbox_moves_position", "sbs1", "kind", "trnr"),
 )
 
 # Net transfer batches that write records while another batch of the same run
