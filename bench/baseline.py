@@ -2,8 +2,9 @@
 
 Each posoutbox figure is set next to one of these: the initial load next to
 one INSERT ... SELECT that writes the same record and holding rows into tables
-with the same columns and indexes, and the HTTP drain next to a plain indexed
-select-and-update loop over the same records. Both run through the driver
+with the same columns and indexes, and the HTTP drain next to a plain loop
+that reads the same records a page at a time through an index and keeps its
+position in a table. Both run through the driver
 (psycopg or sqlite3) without SQLAlchemy or posoutbox in between.
 """
 
@@ -20,6 +21,7 @@ from posoutbox.db.storage import Database
 
 RECORDS_COPY = "bench_records"
 HOLDINGS_COPY = "bench_holdings"
+POSITIONS_COPY = "bench_positions"
 
 
 def _create_copy(db: Database, conn: Any, table: str, copy: str) -> None:
@@ -94,25 +96,35 @@ def insert_select(db: Database, params: dict[str, Any]) -> dict[str, Any]:
 def drain(db: Database, params: dict[str, Any]) -> dict[str, Any]:
     """Drain up to ``records`` rows of the copied records, 1000 at a time.
 
-    Each page is two transactions, like LstCus and CnfCus: one marks the oldest
-    unconfirmed rows listed and returns them, the next confirms them.
+    Each page is two transactions, like LstCus and CnfCus: one reads the rows
+    after the confirmed position in TRNR order and moves a listed position to
+    the last of them, the next moves the confirmed position there. The
+    positions are one row of a table of their own.
     """
     sbs1 = params["sbs1"]
     record_limit = params["records"]
     postgresql = db.dialect == "postgresql"
     marker = "%s" if postgresql else "?"
-    lock = "FOR UPDATE" if postgresql else ""
-    now = "now()" if postgresql else "CURRENT_TIMESTAMP"
+    with db.transaction() as conn:
+        conn.execute(sa.text(f"DROP TABLE IF EXISTS {POSITIONS_COPY}"))
+        conn.execute(
+            sa.text(
+                f"CREATE TABLE {POSITIONS_COPY} (sbs1 VARCHAR(10) PRIMARY KEY, "
+                "listed BIGINT NOT NULL, confirmed BIGINT NOT NULL)"
+            )
+        )
+        conn.execute(
+            sa.text(f"INSERT INTO {POSITIONS_COPY} VALUES (:sbs1, 0, 0)"),
+            {"sbs1": sbs1},
+        )
+    lock = f"SELECT confirmed FROM {POSITIONS_COPY} WHERE sbs1 = {marker}"
+    if postgresql:
+        lock += " FOR UPDATE"
     listing = (
-        f"UPDATE {RECORDS_COPY} SET state = 'listed', listed_at = {now} "
-        f"WHERE trnr IN (SELECT trnr FROM {RECORDS_COPY} WHERE sbs1 = {marker} "
-        f"AND state <> 'confirmed' ORDER BY trnr LIMIT {MAXRECS} {lock}) "
-        "RETURNING trnr, trtp, acct, cuno, data, set_id"
+        f"SELECT trnr, trtp, acct, cuno, data, set_id FROM {RECORDS_COPY} "
+        f"WHERE sbs1 = {marker} AND trnr > {marker} ORDER BY trnr LIMIT {MAXRECS}"
     )
-    confirming = (
-        f"UPDATE {RECORDS_COPY} SET state = 'confirmed', confirmed_at = {now} "
-        f"WHERE sbs1 = {marker} AND state = 'listed' AND trnr <= {marker}"
-    )
+    moving = f"UPDATE {POSITIONS_COPY} SET {{}} = {marker} WHERE sbs1 = {marker}"
 
     drained = 0
     raw = db.engine.raw_connection()
@@ -122,15 +134,19 @@ def drain(db: Database, params: dict[str, Any]) -> dict[str, Any]:
         while drained < record_limit:
             if not postgresql:
                 cursor.execute("BEGIN IMMEDIATE")
-            cursor.execute(listing, (sbs1,))
+            cursor.execute(lock, (sbs1,))
+            (confirmed,) = cursor.fetchone()
+            cursor.execute(listing, (sbs1, confirmed))
             rows = cursor.fetchall()
+            if rows:
+                cursor.execute(moving.format("listed"), (rows[-1][0], sbs1))
             raw.commit()
             if not rows:
                 break
-            last = max(row[0] for row in rows)
             if not postgresql:
                 cursor.execute("BEGIN IMMEDIATE")
-            cursor.execute(confirming, (sbs1, last))
+            cursor.execute(lock, (sbs1,))
+            cursor.execute(moving.format("confirmed"), (rows[-1][0], sbs1))
             raw.commit()
             drained += len(rows)
         seconds = time.perf_counter() - started
@@ -146,7 +162,7 @@ def drain(db: Database, params: dict[str, Any]) -> dict[str, Any]:
 
 def drop_copies(db: Database, params: dict[str, Any]) -> dict[str, Any]:
     with db.transaction() as conn:
-        for table in (RECORDS_COPY, HOLDINGS_COPY):
+        for table in (RECORDS_COPY, HOLDINGS_COPY, POSITIONS_COPY):
             conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
     return {}
 

@@ -399,30 +399,74 @@ def _insert_records(
                 FROM generate_series(CAST(1 AS bigint), :count) AS i
             ), described AS (
                 SELECT numbered.*, subscribers.sbs1, types.trtp, types.record_key,
-                       types.template, sets.set_id,
-                       CASE WHEN i <= subscribers.confirmed_to THEN 'confirmed'
-                            WHEN i <= subscribers.listed_to THEN 'listed'
-                            ELSE 'new' END AS state
+                       types.template, sets.set_id
                 FROM numbered
                 JOIN subscribers USING (s)
                 JOIN types USING (t)
                 JOIN sets USING (s, k)
             )
             INSERT INTO records (trnr, sbs1, trtp, acct, cuno, record_key, data,
-                                 set_id, origin, state, created_at, listed_at,
-                                 confirmed_at)
+                                 set_id, origin, created_at)
             SELECT i, sbs1, trtp,
                    CASE WHEN i % 20 = 0 THEN '*DEL' ELSE '*UPD' END,
                    cuno, record_key, rpad(cuno, 10) || substr(template, 11),
-                   set_id, 'net', state, created_at,
-                   CASE WHEN state <> 'new' THEN created_at + interval '1 hour' END,
-                   CASE WHEN state = 'confirmed'
-                        THEN created_at + interval '2 hours' END
+                   set_id, 'net', created_at
             FROM described
             """
         ),
         parameters,
     )
+    _set_positions(conn, parameters)
+
+
+#: Records of a subscriber between two moves of its positions in the fill.
+RECORDS_PER_MOVE = 100
+
+
+def _set_positions(conn: Connection, parameters: dict[str, Any]) -> None:
+    """Move each subscriber's positions to the last of its records up to the
+    fill's bounds, in moves of RECORDS_PER_MOVE records each, listed an hour
+    and confirmed two hours after the last record they reach was created."""
+    count = parameters["count"]
+    subscriber_count = parameters["subscriber_count"]
+    for number, sbs1 in enumerate(parameters["subscribers"]):
+        # The subscriber's records are numbered number + k * subscriber_count,
+        # from 1 (the fill gives record i to subscriber 1 + i % count).
+        def last_up_to(bound: int, number: int = number) -> int:
+            return bound - (bound - number) % subscriber_count
+
+        listed = last_up_to(parameters["listed_to"][number])
+        confirmed = last_up_to(parameters["confirmed_to"][number])
+        conn.execute(
+            sa.text(
+                "UPDATE outbox_positions SET listed_trnr = :listed, "
+                "confirmed_trnr = :confirmed WHERE sbs1 = :sbs1"
+            ),
+            {"sbs1": sbs1, "listed": listed, "confirmed": confirmed},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO outbox_moves (sbs1, kind, trnr, moved_at, moved_by) "
+                "SELECT :sbs1, kinds.kind, moves.trnr, now() "
+                "- CAST(:history AS interval) * (:count - moves.trnr) / :count "
+                "+ kinds.delay, 'fill' "
+                "FROM (VALUES ('listed', :listed, interval '1 hour'), "
+                "('confirmed', :confirmed, interval '2 hours')) "
+                "AS kinds (kind, position, delay), "
+                "LATERAL (SELECT generate_series(:first, kinds.position, :step) "
+                "UNION SELECT kinds.position) AS moves (trnr) "
+                "ORDER BY moves.trnr, kinds.kind DESC"
+            ),
+            {
+                "sbs1": sbs1,
+                "listed": listed,
+                "confirmed": confirmed,
+                "first": number or subscriber_count,
+                "step": subscriber_count * RECORDS_PER_MOVE,
+                "history": parameters["history"],
+                "count": count,
+            },
+        )
 
 
 def _fill_changes(conn: Connection, customers: int) -> None:
@@ -508,7 +552,7 @@ def _customer_with_new_records(db: Database, sbs1: str) -> str:
     with db.reading() as conn:
         cuno = conn.execute(
             sa.select(records.c.cuno)
-            .where(records.c.sbs1 == sbs1, records.c.state == "new")
+            .where(records.c.sbs1 == sbs1)
             .order_by(records.c.trnr.desc())
             .limit(1)
         ).scalar_one()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from posoutbox import shops
+from posoutbox import positions, shops
 from posoutbox.db import schema
 from posoutbox.db.sets import ShopSetCache
 from posoutbox.db.storage import Database, allocate_trnrs, utcnow
@@ -66,14 +66,22 @@ def confirmed_records(db: Database, sbs1: str, count: int) -> int:
             _create_sample(conn)
             statement = sa.text(
                 "INSERT INTO records (trnr, sbs1, trtp, acct, cuno, record_key, data, "
-                "set_id, origin, state, created_at, listed_at, confirmed_at) "
+                "set_id, origin, created_at) "
                 f"SELECT {_trnr_expression(first, 'g.n')}, :sbs1, s.trtp, s.acct, "
-                "s.cuno, s.record_key, s.data, :set_id, 'net', 'confirmed', :now, "
-                f":now, :now FROM {_numbers(conn, chunk)} "
+                "s.cuno, s.record_key, s.data, :set_id, 'net', :now "
+                f"FROM {_numbers(conn, chunk)} "
                 f"JOIN bench_sample s ON s.i = g.n % {SAMPLE_ROWS}"
             )
             now = utcnow()
             conn.execute(statement, {"sbs1": sbs1, "set_id": set_id, "now": now})
+            # Listed and confirmed at once, as a POS that drained them would.
+            last = conn.execute(
+                sa.select(sa.func.max(schema.records.c.trnr)).where(
+                    schema.records.c.sbs1 == sbs1
+                )
+            ).scalar_one()
+            for kind in (positions.LISTED, positions.CONFIRMED):
+                positions.move(conn, sbs1, kind, int(last), "bench")
         written += chunk
     return written
 
@@ -119,9 +127,9 @@ def copy_records(db: Database, source_sbs1: str, sbs1: str, count: int) -> int:
         )
         statement = sa.text(
             "INSERT INTO records (trnr, sbs1, trtp, acct, cuno, record_key, data, "
-            "set_id, origin, state, created_at) "
+            "set_id, origin, created_at) "
             f"SELECT {_trnr_expression(first, 's.n')}, :sbs1, s.trtp, s.acct, "
-            "s.cuno, s.record_key, s.data, :set_id, 'net', 'new', :now "
+            "s.cuno, s.record_key, s.data, :set_id, 'net', :now "
             f"FROM ({numbered}) AS s ORDER BY s.n"
         )
         conn.execute(
