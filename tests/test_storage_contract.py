@@ -20,7 +20,7 @@ import concurrency_helpers as helpers
 from conftest import postgresql_base_url
 from posoutbox import outbox
 from posoutbox.db import migrate, schema, storage
-from posoutbox.db.sets import ShopSetCache
+from posoutbox.db.sets import ShopSetCache, intern_all
 from posoutbox.db.storage import (
     Database,
     allocate_trnrs,
@@ -336,6 +336,33 @@ def test_shop_set_interning_is_idempotent(db: Database) -> None:
             .where(schema.shop_set_members.c.set_id == first)
         ).scalar_one()
     assert members == 3
+
+
+def test_shop_sets_of_several_subscribers_interned_at_once(db: Database) -> None:
+    """New and known sets of two subscribers, a set repeated, the same members
+    in both: each gets the id that interning it alone gives."""
+    known = frozenset({1, 2})
+    with db.transaction() as conn:
+        known_id = ShopSetCache(conn, "S1").intern(known)
+    with db.transaction() as conn:
+        first, second = ShopSetCache(conn, "S1"), ShopSetCache(conn, "S2")
+        ids = intern_all(
+            [
+                (first, known),
+                (second, known),
+                (first, frozenset({4})),
+                (second, known),
+                (first, known),
+            ]
+        )
+    assert ids[0] == ids[4] == known_id
+    assert ids[1] == ids[3]
+    assert len({known_id, ids[1], ids[2]}) == 3
+    with db.transaction() as conn:
+        assert ShopSetCache(conn, "S2").intern(known) == ids[1]
+        assert ShopSetCache(conn, "S1").intern(frozenset({4})) == ids[2]
+        assert ShopSetCache(conn, "S2").members([ids[1]]) == {ids[1]: known}
+        assert intern_all([]) == []
 
 
 def test_shop_set_interned_by_two_transactions_at_once(

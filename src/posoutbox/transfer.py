@@ -18,6 +18,7 @@ simply repeated by the next run.
 
 from __future__ import annotations
 
+import datetime
 import functools
 import json
 import logging
@@ -35,7 +36,7 @@ from sqlalchemy.engine import Connection, Engine
 from posoutbox import fields, positions, shops
 from posoutbox.changelog import SHOP_SETTINGS
 from posoutbox.db import loading, schema
-from posoutbox.db.sets import ShopSetCache, load_members
+from posoutbox.db.sets import ShopSetCache, intern_all, load_members
 from posoutbox.db.storage import (
     Database,
     insert_numbered_records,
@@ -52,6 +53,7 @@ from posoutbox.planning import (
     CUSTOMER_KEY,
     DELETE,
     UPDATE,
+    Coalesced,
     CustomerState,
     NewRecord,
     Plan,
@@ -161,6 +163,9 @@ def export_customer(db: Database, cuno: str, *, user: str = "") -> TransferResul
         db.lock_subscribers(conn, subscribers)
         batches = _load_batches(conn, subscribers, [cuno])
         settings = load_settings(conn, subscribers)
+        # One customer gives each subscriber a row or two: written together,
+        # they cost one statement per table instead of one per subscriber.
+        writes = _Writes(ORIGIN_EXPORT, None, utcnow())
         for sbs1 in subscribers:
             _process_batch(
                 conn,
@@ -173,7 +178,9 @@ def export_customer(db: Database, cuno: str, *, user: str = "") -> TransferResul
                 result=result,
                 batch=batches[sbs1],
                 settings=settings[sbs1],
+                writes=writes,
             )
+        writes.write(conn)
     result.customers = 1
     logger.info(
         "customer exported",
@@ -626,6 +633,7 @@ def _process_batch(
     batch: _Batch | None = None,
     settings: SubscriberSettings | None = None,
     initial_loads: bool = False,
+    writes: _Writes | None = None,
 ) -> None:
     """Plan, coalesce and write the records of one subscriber for a batch.
 
@@ -633,6 +641,8 @@ def _process_batch(
     read in this transaction; without them, they are read here. With
     ``initial_loads``, customers that only need an initial load are left to
     the database (`posoutbox.db.loading`) and only the others are planned here.
+    With ``writes``, the rows are added to it for the caller to write, together
+    with those of other subscribers; without, they are written here.
     """
     if settings is None:
         settings = load_settings(conn, [sbs1])[sbs1]
@@ -649,20 +659,18 @@ def _process_batch(
     loads: list[tuple[str, int]] = []
     if initial_loads:
         cunos, load_shops = _initial_loads(conn, batch, cunos, swept, qualifying_shops)
-        loads = [(cuno, sets.intern(shop_set)) for cuno, shop_set in load_shops]
+        set_ids = intern_all([(sets, shop_set) for _, shop_set in load_shops])
+        loads = [
+            (cuno, set_id)
+            for (cuno, _), set_id in zip(load_shops, set_ids, strict=True)
+        ]
         batch.states.update(load_states(conn, cunos))
 
-    consumed: list[int] = []
-    kept_back: list[dict[str, Any]] = []
-    new_changes: list[dict[str, Any]] = []
-    new_holdings: list[tuple[str, str, int]] = []
-    holdings_rows: list[dict[str, Any]] = []
+    own_writes = writes is None
+    if writes is None:
+        writes = _Writes(origin, run_id, utcnow())
+    now = writes.now
     loaded: Counter[frozenset[int]] = Counter()
-    emptied_holdings: list[str] = []
-    changed_records: dict[int, NewRecord] = {}
-    dropped_records: set[int] = set()
-    appended: list[PlannedRecord] = []
-    now = utcnow()
 
     for cuno in cunos:
         state = batch.states.get(cuno) or CustomerState(cuno)
@@ -682,7 +690,7 @@ def _process_batch(
                 state, enabled, current_holders, qualifying, rows, force=force
             )
             if force and state.customer is not None:
-                new_changes.append(_change_row(sbs1, cuno, CUSTOMER_KEY, now))
+                writes.new_changes.append(_change_row(sbs1, cuno, CUSTOMER_KEY, now))
         else:
             if function == EXPORT_FUNCTION:
                 everywhere = everywhere | frozenset(state.current_records())
@@ -714,54 +722,32 @@ def _process_batch(
         # here for when it is switched on again, the delete function's included.
         global_keys = {row.key for row in used if row.shop_id is None}
         for shop_id in current_holders - enabled:
-            kept_back.extend(
+            writes.kept_back.extend(
                 _change_row(sbs1, cuno, key, now, shop_id=shop_id)
                 for key in global_keys
             )
 
-        consumed.extend(row.change_id for row in used)
+        writes.consumed.extend(row.change_id for row in used)
         if plan.loaded_at:
             loaded[plan.loaded_at] += 1
 
         outcome = coalesce(batch.new_records.get(cuno, []), plan.records)
-        changed_records.update(outcome.changed)
-        dropped_records |= outcome.dropped
-        for trnr in outcome.dropped:
-            changed_records.pop(trnr, None)
-        appended.extend(outcome.appended)
+        writes.add_records(sets, outcome)
+        for record in outcome.appended:
+            result.counts[(sbs1, record.trtp, record.acct)] += 1
 
         if plan.holders_after != holders:
             # Holdings are written only under the subscriber lock, which this
             # batch holds, so a customer without a row here still has none.
             if plan.holders_after and cuno not in batch.holders:
-                new_holdings.append((sbs1, cuno, sets.intern(plan.holders_after)))
+                writes.new_holdings.append((sets, cuno, plan.holders_after))
             elif plan.holders_after:
-                holdings_rows.append(
-                    {
-                        "sbs1": sbs1,
-                        "cuno": cuno,
-                        "set_id": sets.intern(plan.holders_after),
-                    }
-                )
+                writes.holdings.append((sets, cuno, plan.holders_after))
             else:
-                emptied_holdings.append(cuno)
+                writes.emptied_holdings.append((sbs1, cuno))
 
-    _write_batch(
-        conn,
-        sbs1,
-        sets,
-        origin=origin,
-        run_id=run_id,
-        now=now,
-        changed_records=changed_records,
-        dropped_records=dropped_records,
-        appended=appended,
-        new_holdings=new_holdings,
-        holdings_rows=holdings_rows,
-        emptied_holdings=emptied_holdings,
-        consumed=consumed,
-        new_changes=kept_back + new_changes,
-    )
+    if own_writes:
+        writes.write(conn)
     if loads:
         written = loading.insert_initial_loads(
             conn, sbs1, loads, origin=origin, run_id=run_id, now=now
@@ -770,8 +756,6 @@ def _process_batch(
             result.counts[(sbs1, trtp, UPDATE)] += count
         for set_id, count in written.customers.items():
             loaded[sets.members([set_id])[set_id]] += count
-    for record in appended:
-        result.counts[(sbs1, record.trtp, record.acct)] += 1
     for shop_set, customers in loaded.items():
         for shop_id in shop_set:
             result.loaded[whlo_by_id.get(shop_id, str(shop_id))] += customers
@@ -1178,73 +1162,126 @@ _RECORD_COLUMNS = (
 )
 
 
-def _write_batch(
-    conn: Connection,
-    sbs1: str,
-    sets: ShopSetCache,
-    *,
-    origin: str,
-    run_id: int | None,
-    now: Any,
-    changed_records: dict[int, NewRecord],
-    dropped_records: set[int],
-    appended: list[PlannedRecord],
-    new_holdings: list[tuple[str, str, int]],
-    holdings_rows: list[dict[str, Any]],
-    emptied_holdings: list[str],
-    consumed: list[int],
-    new_changes: list[dict[str, Any]],
-) -> None:
-    records = schema.records
-    if dropped_records:
-        conn.execute(sa.delete(records).where(records.c.trnr.in_(dropped_records)))
-    if changed_records:
-        conn.execute(
-            sa.update(records)
-            .where(records.c.trnr == sa.bindparam("old_trnr"))
-            .values(data=sa.bindparam("new_data"), set_id=sa.bindparam("new_set_id")),
-            [
-                {
-                    "old_trnr": trnr,
-                    "new_data": record.data.rstrip(" "),
-                    "new_set_id": sets.intern(record.shops),
-                }
-                for trnr, record in changed_records.items()
-            ],
+@dataclass
+class _Writes:
+    """The rows that batches write, gathered so that an export writes the
+    batches of every subscriber with one statement per kind of row.
+
+    Records and holdings keep the shop set cache of their subscriber, and their
+    sets are interned all at once when the rows are written.
+    """
+
+    origin: str
+    run_id: int | None
+    now: datetime.datetime
+    dropped_records: set[int] = field(default_factory=set)
+    changed_records: dict[int, tuple[ShopSetCache, NewRecord]] = field(
+        default_factory=dict
+    )
+    appended: list[tuple[ShopSetCache, PlannedRecord]] = field(default_factory=list)
+    new_holdings: list[tuple[ShopSetCache, str, frozenset[int]]] = field(
+        default_factory=list
+    )
+    holdings: list[tuple[ShopSetCache, str, frozenset[int]]] = field(
+        default_factory=list
+    )
+    emptied_holdings: list[tuple[str, str]] = field(default_factory=list)
+    consumed: list[int] = field(default_factory=list)
+    kept_back: list[dict[str, Any]] = field(default_factory=list)
+    new_changes: list[dict[str, Any]] = field(default_factory=list)
+
+    def add_records(self, sets: ShopSetCache, outcome: Coalesced) -> None:
+        """Add what coalescing one customer's records gave."""
+        for trnr, record in outcome.changed.items():
+            self.changed_records[trnr] = (sets, record)
+        self.dropped_records |= outcome.dropped
+        for trnr in outcome.dropped:
+            self.changed_records.pop(trnr, None)
+        self.appended.extend((sets, record) for record in outcome.appended)
+
+    def write(self, conn: Connection) -> None:
+        """Write the gathered rows in this transaction."""
+        changed = list(self.changed_records.items())
+        set_ids = iter(
+            intern_all(
+                [(sets, record.shops) for _, (sets, record) in changed]
+                + [(sets, record.shops) for sets, record in self.appended]
+                + [(sets, shops) for sets, _, shops in self.new_holdings]
+                + [(sets, shops) for sets, _, shops in self.holdings]
+            )
         )
-    if appended:
+        records = schema.records
+        if self.dropped_records:
+            conn.execute(
+                sa.delete(records).where(records.c.trnr.in_(self.dropped_records))
+            )
+        if changed:
+            conn.execute(
+                sa.update(records)
+                .where(records.c.trnr == sa.bindparam("old_trnr"))
+                .values(
+                    data=sa.bindparam("new_data"), set_id=sa.bindparam("new_set_id")
+                ),
+                [
+                    {
+                        "old_trnr": trnr,
+                        "new_data": record.data.rstrip(" "),
+                        "new_set_id": next(set_ids),
+                    }
+                    for trnr, (_, record) in changed
+                ],
+            )
         insert_numbered_records(
             conn,
             _RECORD_COLUMNS,
             [
                 (
-                    sbs1,
+                    sets.sbs1,
                     record.trtp,
                     record.acct,
                     record.cuno,
                     record.record_key,
                     record.data.rstrip(" "),
-                    sets.intern(record.shops),
-                    origin,
-                    run_id,
-                    now,
+                    next(set_ids),
+                    self.origin,
+                    self.run_id,
+                    self.now,
                 )
-                for record in appended
+                for sets, record in self.appended
             ],
         )
-    insert_rows(conn, schema.holdings, ("sbs1", "cuno", "set_id"), new_holdings)
-    if holdings_rows:
-        upsert(conn, schema.holdings, holdings_rows, ["sbs1", "cuno"], ["set_id"])
-    if emptied_holdings:
-        conn.execute(
-            sa.delete(schema.holdings).where(
-                schema.holdings.c.sbs1 == sbs1,
-                schema.holdings.c.cuno.in_(emptied_holdings),
+        insert_rows(
+            conn,
+            schema.holdings,
+            ("sbs1", "cuno", "set_id"),
+            [(sets.sbs1, cuno, next(set_ids)) for sets, cuno, _ in self.new_holdings],
+        )
+        if self.holdings:
+            upsert(
+                conn,
+                schema.holdings,
+                [
+                    {"sbs1": sets.sbs1, "cuno": cuno, "set_id": next(set_ids)}
+                    for sets, cuno, _ in self.holdings
+                ],
+                ["sbs1", "cuno"],
+                ["set_id"],
             )
-        )
-    if consumed:
-        conn.execute(
-            sa.delete(schema.changes).where(schema.changes.c.change_id.in_(consumed))
-        )
-    if new_changes:
-        conn.execute(sa.insert(schema.changes), new_changes)
+        if self.emptied_holdings:
+            holdings = schema.holdings
+            conn.execute(
+                sa.delete(holdings).where(
+                    sa.tuple_(holdings.c.sbs1, holdings.c.cuno).in_(
+                        self.emptied_holdings
+                    )
+                )
+            )
+        if self.consumed:
+            conn.execute(
+                sa.delete(schema.changes).where(
+                    schema.changes.c.change_id.in_(self.consumed)
+                )
+            )
+        new_changes = self.kept_back + self.new_changes
+        if new_changes:
+            conn.execute(sa.insert(schema.changes), new_changes)

@@ -7,7 +7,7 @@ going to the same 500 shops cost 500 member rows, not 500 million.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -35,35 +35,7 @@ class ShopSetCache:
 
     def intern(self, shops: frozenset[int]) -> int:
         """Return the id of the set of these shops, creating it when needed."""
-        set_id = self._ids.get(shops)
-        if set_id is not None:
-            return set_id
-
-        digest = members_hash(shops)
-        select = sa.select(schema.shop_sets.c.set_id).where(
-            schema.shop_sets.c.sbs1 == self.sbs1,
-            schema.shop_sets.c.members_hash == digest,
-        )
-        set_id = self.conn.execute(select).scalar_one_or_none()
-        if set_id is None:
-            # Another transaction may create the same set at the same time: the
-            # unique constraint lets one insert win and the other reads it.
-            insert_ignoring_conflicts(
-                self.conn,
-                schema.shop_sets,
-                [{"sbs1": self.sbs1, "members_hash": digest, "size": len(shops)}],
-                ["sbs1", "members_hash"],
-            )
-            set_id = self.conn.execute(select).scalar_one()
-            insert_ignoring_conflicts(
-                self.conn,
-                schema.shop_set_members,
-                [{"set_id": set_id, "shop_id": shop_id} for shop_id in shops],
-                ["set_id", "shop_id"],
-            )
-        self._ids[shops] = set_id
-        self._members[set_id] = shops
-        return int(set_id)
+        return intern_all([(self, shops)])[0]
 
     def members(self, set_ids: Iterable[int]) -> dict[int, frozenset[int]]:
         """Return the shops of each set."""
@@ -78,6 +50,78 @@ class ShopSetCache:
         for set_id, shops in members.items():
             self._members[set_id] = shops
             self._ids.setdefault(shops, set_id)
+
+
+def intern_all(requested: Sequence[tuple[ShopSetCache, frozenset[int]]]) -> list[int]:
+    """Return the id of each set of shops in its cache's subscriber, creating
+    the sets that do not exist yet.
+
+    The caches share one connection. Sets missing from the caches are looked up
+    with one query and created with one insert per table, whatever the number
+    of subscribers: exporting one customer touches a set of every subscriber.
+    """
+    missing = {
+        (cache.sbs1, shops): cache
+        for cache, shops in requested
+        if shops not in cache._ids
+    }
+    if missing:
+        conn = next(iter(missing.values())).conn
+        digests = {key: members_hash(key[1]) for key in missing}
+        found = _find_sets(conn, [(key[0], digest) for key, digest in digests.items()])
+        # Sorted, so that two transactions creating the same sets insert them in
+        # the same order instead of waiting for each other's in turn.
+        created = sorted(
+            (key for key in missing if (key[0], digests[key]) not in found),
+            key=lambda key: (key[0], digests[key]),
+        )
+        if created:
+            # Another transaction may create the same set at the same time: the
+            # unique constraint lets one insert win and the other reads it.
+            insert_ignoring_conflicts(
+                conn,
+                schema.shop_sets,
+                [
+                    {
+                        "sbs1": sbs1,
+                        "members_hash": digests[sbs1, shops],
+                        "size": len(shops),
+                    }
+                    for sbs1, shops in created
+                ],
+                ["sbs1", "members_hash"],
+            )
+            found.update(_find_sets(conn, [(key[0], digests[key]) for key in created]))
+            insert_ignoring_conflicts(
+                conn,
+                schema.shop_set_members,
+                [
+                    {"set_id": found[sbs1, digests[sbs1, shops]], "shop_id": shop_id}
+                    for sbs1, shops in created
+                    for shop_id in shops
+                ],
+                ["set_id", "shop_id"],
+            )
+        for (sbs1, shops), cache in missing.items():
+            cache.remember({found[sbs1, digests[sbs1, shops]]: shops})
+    return [cache._ids[shops] for cache, shops in requested]
+
+
+def _find_sets(
+    conn: Connection, keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], int]:
+    """Return the ids of the sets among ``keys``, pairs of a subscriber and a
+    member hash, that exist."""
+    requested = set(keys)
+    table = schema.shop_sets
+    rows = conn.execute(
+        sa.select(table.c.sbs1, table.c.members_hash, table.c.set_id).where(
+            table.c.sbs1.in_(sorted({sbs1 for sbs1, _ in requested})),
+            table.c.members_hash.in_(sorted({digest for _, digest in requested})),
+        )
+    )
+    found = {(sbs1, digest): int(set_id) for sbs1, digest, set_id in rows}
+    return {key: set_id for key, set_id in found.items() if key in requested}
 
 
 def load_members(conn: Connection, set_ids: Iterable[int]) -> dict[int, frozenset[int]]:
