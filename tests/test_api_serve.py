@@ -41,6 +41,21 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def serve_command(database_url: str, port: int, *options: str) -> list[str]:
+    """Return the command line of ``posoutbox serve`` on ``port``."""
+    return [
+        sys.executable,
+        "-m",
+        "posoutbox",
+        "--database-url",
+        database_url,
+        "serve",
+        "--port",
+        str(port),
+        *options,
+    ]
+
+
 def wait_until_healthy(base_url: str, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + STARTUP_LIMIT_SECONDS
     while time.monotonic() < deadline:
@@ -64,20 +79,7 @@ def test_serve_with_two_workers(
     db.close()
     port = free_port()
     log_path = tmp_path / "serve.log"
-    command = [
-        sys.executable,
-        "-m",
-        "posoutbox",
-        "--database-url",
-        sqlite_url,
-        "serve",
-        "--port",
-        str(port),
-        "--workers",
-        "2",
-        "--max-records",
-        "3",
-    ]
+    command = serve_command(sqlite_url, port, "--workers", "2", "--max-records", "3")
     base_url = f"http://127.0.0.1:{port}"
 
     with open(log_path, "wb") as log:
@@ -113,6 +115,39 @@ def test_serve_with_two_workers(
     assert "path=/m3api-rest/execute/OPS600MI/LstCus;maxrecs=0" in output
     assert PASSWORD not in output
     assert "Traceback" not in output
+
+
+@pytest.mark.slow
+def test_paused_worker_is_not_replaced(sqlite_url: str, tmp_path: Path) -> None:
+    """A worker that cannot respond to the supervisor's health check for 8 s,
+    as under heavy load, keeps running: uvicorn's default kills it after 5 s."""
+    db = prepare_database(sqlite_url)
+    db.close()
+    port = free_port()
+    log_path = tmp_path / "serve.log"
+    command = serve_command(sqlite_url, port, "--workers", "2")
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ)
+        )
+        try:
+            wait_until_healthy(f"http://127.0.0.1:{port}", process)
+            output = log_path.read_text()
+            worker = int(re.findall(r"Started server process \[(\d+)\]", output)[-1])
+            os.kill(worker, signal.SIGSTOP)
+            try:
+                time.sleep(8)
+            finally:
+                os.kill(worker, signal.SIGCONT)
+            time.sleep(1)
+            os.kill(worker, 0)
+        finally:
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=STOP_LIMIT_SECONDS)
+
+    output = log_path.read_text()
+    assert f"Child process [{worker}] died" not in output
+    assert len(re.findall(r"Started server process", output)) == 2, output
 
 
 def test_serve_requires_current_schema(sqlite_url: str) -> None:

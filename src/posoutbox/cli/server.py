@@ -31,6 +31,11 @@ APP_FACTORY = "posoutbox.api.app:create_app_from_environment"
 #: The exit status of a server that could not start, as uvicorn's own.
 STARTUP_FAILURE = 3
 
+#: Seconds a worker process may take to respond to its supervisor's health check
+#: before it is killed and replaced. uvicorn's default of 5 s killed workers
+#: that were still importing on a 2-core machine with a load average of 8.
+WORKER_HEALTH_CHECK_SECONDS = 30
+
 
 @app.command("serve")
 def serve(
@@ -87,6 +92,7 @@ def serve(
         host=host,
         port=port,
         workers=workers,
+        timeout_worker_healthcheck=WORKER_HEALTH_CHECK_SECONDS,
         access_log=False,
         log_config=log_config(common.options().verbose),
     )
