@@ -446,16 +446,17 @@ def insert_ignoring_conflicts(
 
 
 def one_of(
-    conn: Connection, column: sa.ColumnElement[Any], values: Sequence[Any]
+    dialect: str, column: sa.ColumnElement[Any], name: str
 ) -> sa.ColumnElement[bool]:
-    """Return the condition "column is one of values" with the values in one
-    JSON parameter.
+    """Return the condition "column is one of values", with the values given
+    when the query runs, in the parameter ``name`` that `json_values` makes.
 
     A plain IN list of thousands of values costs more to render and to pass
     than the query costs to run, while one JSON string is made and parsed in C.
+    The query does not depend on the values either, so it can be built once.
     """
-    array_json = sa.bindparam(None, json.dumps(list(values)), type_=sa.Text)
-    if conn.dialect.name == "postgresql":
+    array_json = sa.bindparam(name, type_=sa.Text)
+    if dialect == "postgresql":
         elements = sa.select(
             sa.cast(
                 sa.func.json_array_elements_text(sa.cast(array_json, JSON)), column.type
@@ -464,6 +465,11 @@ def one_of(
         return column == sa.any_(sa.func.array(elements.scalar_subquery()))
     elements = sa.select(sa.column("value")).select_from(sa.func.json_each(array_json))
     return column.in_(elements)
+
+
+def json_values(values: Sequence[Any]) -> str:
+    """Return the value of a `one_of` parameter for these values."""
+    return json.dumps(list(values))
 
 
 def insert_rows(
