@@ -30,7 +30,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection
 
 from posoutbox import customers, layouts, outbox, shops, transfer
-from posoutbox.db import schema
+from posoutbox.db import migrate, schema
 from posoutbox.db.storage import Database, open_database, utcnow
 from posoutbox.errors import Busy, NotFound
 from posoutbox.fields import Value
@@ -72,6 +72,17 @@ LOCK_WAIT_TIMEOUT = 60.0
 
 #: A shop's copy or target: CUNO to record ("TRTP/key") to right-trimmed data.
 Holding = dict[str, dict[str, str]]
+
+
+def one_shop_database(url: str, sbs1: str) -> Database:
+    """Open a migrated database with subscriber ``sbs1`` and its shop A01,
+    whose segment ALL takes every customer."""
+    database = open_database(url)
+    migrate.upgrade(database)
+    shops.add_subscriber(database, sbs1)
+    shops.add_segment(database, "ALL")
+    shops.add_shop(database, "A01", sbs1, segments=["ALL"])
+    return database
 
 
 def customer_number(index: int) -> str:

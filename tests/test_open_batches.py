@@ -14,8 +14,9 @@ from collections.abc import Callable, Iterator
 import pytest
 import sqlalchemy as sa
 
+from concurrency_helpers import one_shop_database
 from posoutbox import customers, outbox, shops, transfer
-from posoutbox.db import migrate, schema
+from posoutbox.db import schema
 from posoutbox.db.sets import ShopSetCache
 from posoutbox.db.storage import (
     Database,
@@ -29,11 +30,7 @@ SBS1 = "S1"
 
 @pytest.fixture
 def pg_db(postgresql_url: str) -> Iterator[Database]:
-    database = open_database(postgresql_url)
-    migrate.upgrade(database)
-    shops.add_subscriber(database, SBS1)
-    shops.add_segment(database, "ALL")
-    shops.add_shop(database, "A01", SBS1, segments=["ALL"])
+    database = one_shop_database(postgresql_url, SBS1)
     # Interned once here: two open batches creating the set would wait for
     # each other on its unique key.
     with database.transaction() as conn:

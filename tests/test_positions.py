@@ -15,21 +15,18 @@ from collections.abc import Callable, Iterator
 import pytest
 import sqlalchemy as sa
 
+from concurrency_helpers import one_shop_database
 from outbox_states import record_states
-from posoutbox import customers, outbox, shops, transfer
-from posoutbox.db import migrate, schema
-from posoutbox.db.storage import Database, open_database
+from posoutbox import customers, outbox, transfer
+from posoutbox.db import schema
+from posoutbox.db.storage import Database
 
 SBS1 = "S1"
 
 
 @pytest.fixture
 def pg_db(postgresql_url: str) -> Iterator[Database]:
-    database = open_database(postgresql_url)
-    migrate.upgrade(database)
-    shops.add_subscriber(database, SBS1)
-    shops.add_segment(database, "ALL")
-    shops.add_shop(database, "A01", SBS1, segments=["ALL"])
+    database = one_shop_database(postgresql_url, SBS1)
     customers.add_customer(database, "C1", {"CUNM": "First name"})
     transfer.net_transfer(database, sbs1=SBS1)
     try:

@@ -3,17 +3,17 @@
 A POS receives its subscriber's records in TRNR order, the listed ones again
 first until it confirms them, so the listed and the confirmed records are
 always the first of the subscriber's records. Two positions per subscriber
-tell which: records up to the confirmed position are confirmed, those after it up
+mark which: records up to the confirmed position are confirmed, those after it up
 to the listed position are listed, and the rest are new. A listing moves the
 listed position to the last record it returns, and a confirmation moves the
 confirmed position up to the listed one.
 
-This holds because a listing never returns a record while a lower TRNR of the
-subscriber may still be committed: exports and net transfers take the
+This is true because a listing never returns a record while a lower TRNR of the
+subscriber may still be committed. Exports and net transfers take the
 subscriber lock, and a listing stops below the TRNRs of a batch still in
 progress (see ``Database.listable``).
 
-Every move is kept in outbox_moves with its time and user, which tells when a
+Every move is kept in outbox_moves with its time and user, which shows when a
 record was listed or confirmed: by the first move of that kind that reached it.
 """
 
@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection
 
 from posoutbox.db import schema
 from posoutbox.db.storage import utcnow
+from posoutbox.errors import NotFound
 
 NEW = "new"
 LISTED = "listed"
@@ -55,9 +56,9 @@ class Positions:
         """Return the condition that a record of the subscriber is in one of
         the states, as a range of TRNRs."""
         chosen = set(states)
-        wanted = (NEW in chosen, LISTED in chosen, CONFIRMED in chosen)
+        requested = (NEW in chosen, LISTED in chosen, CONFIRMED in chosen)
         # In TRNR order the states are confirmed, listed, new, so adjacent
-        # ones make one range, which an index scans in order. Each key tells
+        # ones make one range, which an index scans in order. Each key flags
         # whether new, listed and confirmed records are requested.
         bounds = {
             (True, True, True): sa.true(),
@@ -68,7 +69,7 @@ class Positions:
             (False, False, True): trnr <= self.confirmed,
             (True, False, True): sa.or_(trnr > self.listed, trnr <= self.confirmed),
         }
-        return bounds.get(wanted, sa.false())
+        return bounds.get(requested, sa.false())
 
 
 def state_of_record(trnr: sa.ColumnElement[int]) -> sa.ColumnElement[str]:
@@ -111,13 +112,17 @@ def lock(conn: Connection, sbs1: str) -> Positions:
     Listings and confirmations of one subscriber take this lock first, so they
     move its positions one at a time. Exports and net transfers never take it:
     they lock the new records they coalesce, and a listing waits for those.
+    Every subscriber has positions from the moment it is added until it is
+    deleted, so an unknown subscriber raises NotFound.
     """
     table = schema.outbox_positions
     row = conn.execute(
         sa.select(table.c.listed_trnr, table.c.confirmed_trnr)
         .where(table.c.sbs1 == sbs1)
         .with_for_update()
-    ).one()
+    ).one_or_none()
+    if row is None:
+        raise NotFound("subscriber", "SBS1", sbs1)
     return Positions(int(row.listed_trnr), int(row.confirmed_trnr))
 
 

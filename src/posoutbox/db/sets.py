@@ -69,8 +69,9 @@ def intern_all(requested: Sequence[tuple[ShopSetCache, frozenset[int]]]) -> list
         conn = next(iter(missing.values())).conn
         digests = {key: members_hash(key[1]) for key in missing}
         found = _find_sets(conn, [(key[0], digest) for key, digest in digests.items()])
-        # Sorted, so that two transactions creating the same sets insert them in
-        # the same order instead of waiting for each other's in turn.
+        # Sorted, so that two calls creating the same sets insert them in the
+        # same order: one waits for the other instead of each holding a set the
+        # other needs.
         created = sorted(
             (key for key in missing if (key[0], digests[key]) not in found),
             key=lambda key: (key[0], digests[key]),
